@@ -1,0 +1,55 @@
+# One image for the api, worker, scheduler and migrate services.
+#   runtime (default): the locked runtime dependencies and the code
+#   test:              adds the dev dependencies and the tests
+ARG PYTHON_IMAGE=python:3.13-slim
+
+FROM ${PYTHON_IMAGE} AS builder
+ARG UV_VERSION=0.13.9
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN --mount=type=cache,target=/root/.cache/pip pip install "uv==${UV_VERSION}"
+WORKDIR /src
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    uv sync --frozen --no-dev --no-install-project
+
+FROM builder AS builder-test
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    uv sync --frozen --no-install-project
+
+FROM ${PYTHON_IMAGE} AS base
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    ALEMBIC_CONFIG=/app/migrate/alembic.ini
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
+WORKDIR /app
+
+FROM base AS runtime
+COPY --from=builder /opt/venv /opt/venv
+COPY core ./core
+COPY api ./api
+COPY worker ./worker
+COPY migrate ./migrate
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "-c", "api/gunicorn.conf.py"]
+
+FROM base AS test
+COPY --from=builder-test /opt/venv /opt/venv
+COPY pyproject.toml ./
+COPY core ./core
+COPY api ./api
+COPY worker ./worker
+COPY migrate ./migrate
+COPY tests ./tests
+USER app
+CMD ["pytest", "-p", "no:cacheprovider", "tests/unit", "tests/integration"]

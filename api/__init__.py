@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI), served by gunicorn with uvicorn workers."""

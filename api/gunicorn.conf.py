@@ -1,0 +1,36 @@
+"""gunicorn configuration: ``gunicorn -c api/gunicorn.conf.py api.main:app``.
+
+Workers = WEB_CONCURRENCY when set, else 2 x effective CPUs + 1, where the
+effective CPU count honours the container's CPU quota (see core.cpu).
+"""
+
+from core.cpu import effective_cpus, gunicorn_workers
+from core.settings import load_settings_or_exit
+
+_settings = load_settings_or_exit()
+_cpus = effective_cpus()
+
+wsgi_app = "api.main:app"
+bind = f"0.0.0.0:{_settings.web.port}"
+worker_class = "uvicorn_worker.UvicornWorker"
+workers = gunicorn_workers(_settings.web.web_concurrency, _cpus)
+# Workers get this long to finish in-flight requests on SIGTERM; compose's
+# stop_grace_period is longer.
+graceful_timeout = _settings.web.graceful_timeout
+timeout = 60
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings.app.log_level.lower()
+# Trust X-Forwarded-* only from these addresses (the reverse proxy).
+forwarded_allow_ips = _settings.web.forwarded_allow_ips
+# The heartbeat file gunicorn touches per worker: tmpfs, never a slow disk.
+worker_tmp_dir = "/dev/shm"  # noqa: S108 (a tmpfs, not a shared temp dir)
+# No runtime control socket: nothing uses it, and the filesystem may be read-only.
+control_socket_disable = True
+
+
+def on_starting(server: object) -> None:
+    """Say how the worker count was chosen."""
+    source = "WEB_CONCURRENCY" if _settings.web.web_concurrency else f"{_cpus} effective CPUs"
+    print(f"gunicorn: {workers} workers ({source})", flush=True)

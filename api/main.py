@@ -1,0 +1,67 @@
+"""The FastAPI application factory.
+
+Per-process resources (database engine, Redis client, Celery producer) are
+created in the lifespan, after gunicorn forked the worker, never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from api import errors, health, jobs
+from core.db import create_engine, create_sessionmaker
+from core.logging import configure_logging
+from core.migrations import head_revisions
+from core.queue import create_producer
+from core.settings import Settings, load_settings_or_exit
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open this process's connections; close them on shutdown."""
+    settings: Settings = app.state.settings
+    engine = create_engine(settings.db, application_name="api")
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.redis = Redis.from_url(
+        settings.redis.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        health_check_interval=30,
+    )
+    app.state.producer = create_producer(settings)
+    app.state.head_revisions = head_revisions()
+    try:
+        yield
+    finally:
+        app.state.producer.close()
+        await app.state.redis.aclose()
+        await engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application."""
+    settings = settings or load_settings_or_exit()
+    configure_logging(settings.app.log_level)
+    app = FastAPI(
+        title="appstack API",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""Shared package: settings, database, models and domain logic for every deployable."""

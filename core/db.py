@@ -1,0 +1,72 @@
+"""Engines and sessions.
+
+Each process creates its own engine (the API in its lifespan, each Celery child
+in ``worker_process_init``): an engine must never be shared across event loops
+or across a fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from core.settings import DatabaseSettings
+
+AfterCommit = Callable[[], Awaitable[None]]
+_AFTER_COMMIT = "after_commit"
+
+
+def create_engine(settings: DatabaseSettings, *, application_name: str = "appstack") -> AsyncEngine:
+    """An asyncpg engine with the pool configured from the environment."""
+    url = settings.url
+    connect_args = dict(url.connect_args)
+    server_settings = dict(connect_args.pop("server_settings", {}))
+    server_settings.setdefault("application_name", application_name)
+    return create_async_engine(
+        url.url,
+        connect_args={**connect_args, "server_settings": server_settings},
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=True,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded attributes after commit (no lazy reload on access)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run ``callback`` once the surrounding :func:`transaction` has committed.
+
+    Used to send broker messages only for rows that are really stored.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@asynccontextmanager
+async def transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Commit on success, roll back on error, then run the after-commit callbacks.
+
+    Services never commit; the owner of the session (a request, a task) does,
+    through this context manager.
+    """
+    try:
+        yield session
+    except BaseException:
+        session.info.pop(_AFTER_COMMIT, None)
+        await session.rollback()
+        raise
+    await session.commit()
+    callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
+    for callback in callbacks:
+        await callback()

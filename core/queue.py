@@ -1,0 +1,87 @@
+"""The Celery configuration shared by the worker and by the API, which only sends.
+
+The broker message carries a job id and nothing else; the job row in Postgres
+is the source of truth (see ``core.jobs``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+import anyio
+from celery import Celery
+
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK_RUN_JOB = "jobs.run"
+JOB_QUEUE = "jobs"
+# Hard limit on one task run; the broker's visibility timeout must be longer, or
+# Redis would hand a still-running task to a second worker.
+TASK_TIME_LIMIT_SECONDS = 30 * 60
+VISIBILITY_TIMEOUT_SECONDS = 2 * TASK_TIME_LIMIT_SECONDS
+
+# Sending must not hang a request when Redis is down: a couple of quick retries,
+# then the job stays queued in Postgres and is re-sent later.
+SEND_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Reliability settings: a task is acknowledged only after it ran, and a
+    worker that dies mid-task hands it back to the broker."""
+    return {
+        "broker_url": settings.redis.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 4,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+            "socket_connect_timeout": 4,
+            "socket_timeout": 10,
+        },
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_ignore_result": True,
+        "task_time_limit": TASK_TIME_LIMIT_SECONDS,
+        "task_soft_time_limit": TASK_TIME_LIMIT_SECONDS - 60,
+        "task_default_queue": JOB_QUEUE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def create_producer(settings: Settings) -> Celery:
+    """A Celery app used only to send messages (no tasks registered)."""
+    producer = Celery("producer")
+    producer.conf.update(celery_config(settings))
+    return producer
+
+
+async def send_job(producer: Celery, job_id: UUID) -> bool:
+    """Ask a worker to run job ``job_id``. Returns False when the broker is
+    unreachable: the job stays queued and the relay re-sends it."""
+
+    def _send() -> None:
+        producer.send_task(
+            TASK_RUN_JOB, args=[str(job_id)], retry=True, retry_policy=SEND_RETRY_POLICY
+        )
+
+    try:
+        await anyio.to_thread.run_sync(_send)
+    except Exception as exc:  # the broker's errors are many (kombu, redis, OS)
+        log.warning("could not send job %s to the broker: %s", job_id, exc)
+        return False
+    return True

@@ -1,0 +1,233 @@
+"""Typed settings read from the environment, one class per concern.
+
+Every service (API, worker, scheduler, migrations) calls :func:`get_settings`.
+A malformed value stops the process at start-up with one line naming the
+variable (see :func:`load_settings_or_exit`), never with a driver traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
+_SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+
+class SettingsError(Exception):
+    """Raised when an environment variable holds a value the stack cannot use."""
+
+
+class DatabaseURL(BaseModel):
+    """A Postgres URL split into what SQLAlchemy's asyncpg dialect needs."""
+
+    url: str
+    connect_args: dict[str, Any]
+
+    def masked(self) -> str:
+        """The URL with its password replaced, safe to log."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
+
+
+def normalize_database_url(raw: str) -> DatabaseURL:
+    """Accept ``postgres://``, ``postgresql://`` or ``postgresql+asyncpg://``.
+
+    Returns a ``postgresql+asyncpg://`` URL and the asyncpg connect arguments:
+    libpq's ``sslmode=`` becomes asyncpg's ``ssl``, ``connect_timeout`` becomes
+    ``timeout`` and ``application_name`` a server setting. Any other query
+    parameter is refused, because asyncpg would fail on it later with a
+    confusing ``TypeError``.
+    """
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in _POSTGRES_SCHEMES:
+        shown = parts.scheme or "no scheme"
+        raise ValueError(
+            f"must start with postgres://, postgresql:// or postgresql+asyncpg:// (got {shown})"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number between 0 and 65535") from None
+    if not parts.hostname:
+        raise ValueError("has no host (expected postgresql://user:password@host:5432/dbname)")
+    database = parts.path.lstrip("/")
+    if "/" in database:
+        raise ValueError(f"has an invalid database name {database!r}")
+
+    connect_args: dict[str, Any] = {}
+    for key, val in parse_qsl(parts.query, keep_blank_values=True):
+        if key in {"sslmode", "ssl"}:
+            if val not in _SSL_MODES:
+                allowed = ", ".join(sorted(_SSL_MODES))
+                raise ValueError(f"has {key}={val!r}; use one of {allowed}")
+            connect_args["ssl"] = val
+        elif key == "connect_timeout":
+            if not val.isdigit() or int(val) <= 0:
+                raise ValueError(f"has connect_timeout={val!r}; use a positive number of seconds")
+            connect_args["timeout"] = int(val)
+        elif key == "application_name":
+            connect_args.setdefault("server_settings", {})["application_name"] = val
+        else:
+            raise ValueError(
+                f"has an unsupported query parameter {key!r} "
+                "(supported: sslmode, ssl, connect_timeout, application_name)"
+            )
+    netloc = parts.netloc
+    if port is None and parts.hostname:
+        netloc = f"{netloc}:5432"
+    url = parts._replace(scheme="postgresql+asyncpg", netloc=netloc, query="").geturl()
+    return DatabaseURL(url=url, connect_args=connect_args)
+
+
+class _Base(BaseSettings):
+    # Empty variables (``WEB_CONCURRENCY=`` in an env file) mean "use the default".
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
+
+
+class AppSettings(_Base):
+    """Process-wide settings."""
+
+    environment: Environment = "development"
+    secret_key: str = Field(default="changethis", min_length=1)
+    log_level: LogLevel = "INFO"
+
+    @field_validator("environment", "log_level", mode="before")
+    @classmethod
+    def _normalise_case(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.upper() if info.field_name == "log_level" else value.lower()
+
+
+class DatabaseSettings(_Base):
+    """Postgres connection and pool settings."""
+
+    database_url: str = "postgresql://app:app@localhost:5432/app"
+    db_pool_size: int = Field(default=5, ge=1, le=1000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1000)
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    db_pool_recycle: int = Field(default=1800, ge=-1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        normalize_database_url(value)
+        return value
+
+    @property
+    def url(self) -> DatabaseURL:
+        """The normalised asyncpg URL and its connect arguments."""
+        return normalize_database_url(self.database_url)
+
+
+class RedisSettings(_Base):
+    """Redis, used as the Celery broker and by the API."""
+
+    redis_url: str = "redis://localhost:6379/0"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"redis", "rediss"}:
+            raise ValueError("must start with redis:// or rediss://")
+        if not parts.hostname:
+            raise ValueError("has no host (expected redis://host:6379/0)")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("has a port that is not a number between 0 and 65535") from None
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"has a database {db!r} that is not a number")
+        return value.strip()
+
+
+class WebSettings(_Base):
+    """How gunicorn serves the API."""
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int | None = Field(default=None, ge=1, le=256)
+    forwarded_allow_ips: str = "127.0.0.1"
+    graceful_timeout: int = Field(default=20, ge=1)
+
+
+class Settings(BaseModel):
+    """All settings, grouped by concern."""
+
+    app: AppSettings
+    db: DatabaseSettings
+    redis: RedisSettings
+    web: WebSettings
+
+
+# Values of these variables may hold credentials and are never echoed back.
+_SECRET_FIELDS = {"secret_key", "database_url", "redis_url"}
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "value_error":
+            problems.append(f"{field.upper()} {message}")
+            continue
+        shown = "" if field in _SECRET_FIELDS else f" (got {item.get('input')!r})"
+        problems.append(f"{field.upper()}: {message}{shown}")
+    return "; ".join(problems)
+
+
+def load_settings() -> Settings:
+    """Read every settings class from the environment.
+
+    Raises :class:`SettingsError` with one line naming each bad variable.
+    """
+    groups: dict[str, Any] = {}
+    errors: list[str] = []
+    for name, cls in (
+        ("app", AppSettings),
+        ("db", DatabaseSettings),
+        ("redis", RedisSettings),
+        ("web", WebSettings),
+    ):
+        try:
+            groups[name] = cls()
+        except ValidationError as exc:
+            errors.append(_describe(exc))
+    if errors:
+        raise SettingsError("invalid environment: " + "; ".join(errors))
+    return Settings(**groups)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()
+
+
+def load_settings_or_exit() -> Settings:
+    """Like :func:`get_settings`, but print one line and exit 2 on a bad value.
+
+    Entry points (gunicorn config, Celery app, migrations) call this so that a
+    misconfigured deployment fails fast with a readable message.
+    """
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

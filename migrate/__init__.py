@@ -1,0 +1,1 @@
+"""Alembic migrations; ``python -m migrate`` applies them under an advisory lock."""

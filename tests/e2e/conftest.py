@@ -1,0 +1,53 @@
+"""End-to-end tests from the host against the running compose stack.
+
+``make test`` brings the stack up under its own compose project and exports
+API_URL; these tests also drive ``docker compose`` (stop, start, run) on that
+project.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+API_URL = os.environ.get("API_URL", "http://127.0.0.1:8000")
+
+
+def compose(
+    *args: str, check: bool = True, timeout: float = 180, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``docker compose`` on the stack under test."""
+    return subprocess.run(
+        ["docker", "compose", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+        input=input_text,
+    )
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def api() -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=API_URL, timeout=10) as client:
+        yield client

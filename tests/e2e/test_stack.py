@@ -1,0 +1,65 @@
+"""The whole stack: API, worker, database and broker working together."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.e2e.conftest import compose, wait_for
+
+LOOP_ERRORS = re.compile(
+    r"attached to a different loop|another operation is in progress|Event loop is closed",
+    re.IGNORECASE,
+)
+
+
+def test_ready(api: httpx.Client) -> None:
+    response = api.get("/health/ready")
+    assert response.status_code == 200, response.text
+    assert response.json()["failed"] == []
+
+
+def test_every_service_is_healthy_and_migrate_exited_0() -> None:
+    states = compose("ps", "-a", "--format", "{{.Service}} {{.State}} {{.Health}} {{.ExitCode}}")
+    rows = {line.split()[0]: line.split()[1:] for line in states.stdout.splitlines()}
+    assert rows["migrate"][0] == "exited", rows
+    assert rows["migrate"][-1] == "0", rows
+    for service in ("db", "redis", "api", "worker"):
+        assert rows[service][:2] == ["running", "healthy"], rows
+
+
+def test_api_enqueues_and_the_worker_writes(api: httpx.Client) -> None:
+    created = api.post("/api/v1/jobs/ping", json={"message": "end to end"})
+    assert created.status_code == 202, created.text
+    location = created.headers["location"]
+
+    def done() -> dict[str, object] | None:
+        job: dict[str, object] = api.get(location).json()
+        return job if job["status"] == "succeeded" else None
+
+    job = wait_for(done, timeout=10, what="the worker to finish the ping job")
+    assert job["result"]["pong"] == "end to end"
+    assert job["attempts"] == 1
+
+
+def test_200_tasks_in_a_row_on_two_worker_processes(api: httpx.Client) -> None:
+    ids = []
+    for n in range(200):
+        response = api.post("/api/v1/jobs/ping", json={"message": f"n{n}"})
+        assert response.status_code == 202
+        ids.append(response.json()["id"])
+
+    def all_finished() -> list[dict[str, object]] | None:
+        jobs = [api.get(f"/api/v1/jobs/{job_id}").json() for job_id in ids]
+        return jobs if all(j["status"] in {"succeeded", "failed"} for j in jobs) else None
+
+    jobs = wait_for(all_finished, timeout=120, interval=2, what="200 ping jobs")
+    assert [j["status"] for j in jobs] == ["succeeded"] * 200
+    assert [j["result"]["pong"] for j in jobs] == [f"n{n}" for n in range(200)]
+    # Both prefork children ran tasks, each on its own loop and engine.
+    assert len({j["result"]["pid"] for j in jobs}) == 2
+
+    logs = compose("logs", "--no-color", "worker").stdout
+    assert not LOOP_ERRORS.findall(logs)
+    assert "Traceback" not in logs

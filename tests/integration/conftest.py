@@ -1,0 +1,110 @@
+"""Fixtures on the real Postgres and Redis of the compose network.
+
+The schema is built by the real migrations (``python -m migrate``) in a
+dedicated database whose name must end in ``_test``; it is dropped and created
+anew for every run. Each test runs inside one transaction that is rolled back,
+and sessions made for the test join it through savepoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from celery import Celery
+from fastapi import FastAPI
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+from api.main import create_app
+from core.db import create_engine
+from core.queue import create_producer
+from core.settings import Settings, get_settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    settings = get_settings()
+    name = make_url(settings.db.url.url).database or ""
+    if not name.endswith("_test"):
+        pytest.exit(f"refusing to run against database {name!r}: its name must end in _test")
+    return settings
+
+
+async def recreate_database(settings: Settings, name: str) -> None:
+    """Drop and create database ``name`` on the server of DATABASE_URL."""
+    url = make_url(settings.db.url.url).set(database="postgres")
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    async with admin.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    name = make_url(settings.db.url.url).database or ""
+    await recreate_database(settings, name)
+    # The real entry point of the migrate service, in its own process.
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "migrate"], check=True, timeout=120
+    )
+    engine = create_engine(settings.db, application_name="tests")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as connection:
+        outer = await connection.begin()
+        yield connection
+        if outer.is_active:
+            await outer.rollback()
+
+
+@pytest.fixture
+def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose commits become savepoints of the test's transaction."""
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+
+
+@pytest.fixture
+async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def producer(settings: Settings) -> Celery:
+    return create_producer(settings)
+
+
+@pytest.fixture
+async def app(
+    settings: Settings, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[FastAPI]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        app.state.sessionmaker = sessionmaker
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client

@@ -1,0 +1,193 @@
+"""Settings parsing, URL normalisation and start-up errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from core.settings import SettingsError, load_settings, normalize_database_url
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ENVIRONMENT",
+        "SECRET_KEY",
+        "LOG_LEVEL",
+        "PORT",
+        "WEB_CONCURRENCY",
+        "DB_POOL_SIZE",
+        "DB_MAX_OVERFLOW",
+        "DB_POOL_TIMEOUT",
+        "DB_POOL_RECYCLE",
+        "FORWARDED_ALLOW_IPS",
+        "GRACEFUL_TIMEOUT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "postgres://u:p@db:5432/app",
+        "postgresql://u:p@db:5432/app",
+        "postgresql+asyncpg://u:p@db:5432/app",
+    ],
+)
+def test_database_url_schemes_are_normalised(raw: str) -> None:
+    url = normalize_database_url(raw)
+    assert url.url == "postgresql+asyncpg://u:p@db:5432/app"
+    assert url.connect_args == {}
+
+
+def test_default_port_is_added() -> None:
+    assert (
+        normalize_database_url("postgres://u:p@db/app").url
+        == "postgresql+asyncpg://u:p@db:5432/app"
+    )
+
+
+@pytest.mark.parametrize("mode", ["disable", "prefer", "require", "verify-ca", "verify-full"])
+def test_sslmode_becomes_asyncpg_ssl(mode: str) -> None:
+    url = normalize_database_url(f"postgres://u:p@db:5432/app?sslmode={mode}")
+    assert url.url == "postgresql+asyncpg://u:p@db:5432/app"
+    assert url.connect_args == {"ssl": mode}
+
+
+def test_other_supported_query_parameters() -> None:
+    url = normalize_database_url(
+        "postgresql://u:p@db/app?connect_timeout=5&application_name=reports"
+    )
+    assert url.connect_args == {"timeout": 5, "server_settings": {"application_name": "reports"}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("mysql://u:p@db/app", "must start with postgres://"),
+        ("db:5432/app", "must start with postgres://"),
+        ("postgres://u:p@db:notaport/app", "port that is not a number"),
+        ("postgres:///app", "has no host"),
+        ("postgres://u:p@db/app?sslmode=sometimes", "sslmode='sometimes'"),
+        ("postgres://u:p@db/app?pgbouncer=true", "unsupported query parameter 'pgbouncer'"),
+        ("postgres://u:p@db/app?connect_timeout=soon", "connect_timeout='soon'"),
+    ],
+)
+def test_bad_database_urls(raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        normalize_database_url(raw)
+
+
+def test_password_is_masked() -> None:
+    url = normalize_database_url("postgres://user:s3cr%40t@db/app")
+    assert url.masked() == "postgresql+asyncpg://user:***@db:5432/app"
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.app.environment == "development"
+    assert settings.web.port == 8000
+    assert settings.web.web_concurrency is None
+    assert settings.db.db_pool_size == 5
+
+
+def test_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@host.example:6543/x?sslmode=require")
+    monkeypatch.setenv("REDIS_URL", "rediss://:pw@cache.example:6380/2")
+    monkeypatch.setenv("ENVIRONMENT", "Production")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("PORT", "10000")
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")
+    monkeypatch.setenv("DB_POOL_SIZE", "20")
+    settings = load_settings()
+    assert settings.db.url.url == "postgresql+asyncpg://u:p@host.example:6543/x"
+    assert settings.db.url.connect_args == {"ssl": "require"}
+    assert settings.redis.redis_url == "rediss://:pw@cache.example:6380/2"
+    assert settings.app.environment == "production"
+    assert settings.app.log_level == "DEBUG"
+    assert settings.web.port == 10000
+    assert settings.web.web_concurrency == 4
+    assert settings.db.db_pool_size == 20
+
+
+def test_empty_values_mean_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "")
+    monkeypatch.setenv("PORT", "")
+    settings = load_settings()
+    assert settings.web.web_concurrency is None
+    assert settings.web.port == 8000
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PORT", "eighty", "PORT: Input should be a valid integer"),
+        ("PORT", "70000", "PORT: Input should be less than or equal to 65535"),
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY: Input should be greater than or equal to 1"),
+        ("DB_POOL_SIZE", "-1", "DB_POOL_SIZE: Input should be greater than or equal to 1"),
+        ("DB_POOL_TIMEOUT", "0", "DB_POOL_TIMEOUT: Input should be greater than 0"),
+        (
+            "ENVIRONMENT",
+            "staging",
+            "ENVIRONMENT: Input should be 'development', 'test' or 'production'",
+        ),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL: Input should be 'DEBUG'"),
+        ("DATABASE_URL", "mysql://u:p@h/d", "DATABASE_URL must start with postgres://"),
+        ("REDIS_URL", "http://redis:6379", "REDIS_URL must start with redis:// or rediss://"),
+        ("REDIS_URL", "redis://redis:6379/zero", "REDIS_URL has a database 'zero'"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = str(info.value)
+    assert text.startswith("invalid environment: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:hunter2@db:xx/app")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "hunter2" not in str(info.value)
+
+
+def test_all_bad_variables_are_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "x")
+    monkeypatch.setenv("DB_POOL_SIZE", "x")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "PORT" in str(info.value)
+    assert "DB_POOL_SIZE" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-c", "import api.main"],
+        ["-c", "import worker.app"],
+        ["-m", "migrate"],
+        ["-m", "gunicorn", "-c", "api/gunicorn.conf.py", "api.main:app"],
+    ],
+    ids=["api", "worker", "migrate", "gunicorn"],
+)
+def test_entry_points_fail_with_one_line(command: list[str]) -> None:
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": "mysql://nope", "PYTHONPATH": "."}
+    done = subprocess.run(
+        [sys.executable, *command], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        "configuration error: invalid environment: DATABASE_URL must start with "
+        "postgres://, postgresql:// or postgresql+asyncpg:// (got mysql)"
+    ]
