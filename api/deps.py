@@ -7,9 +7,18 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import transaction
+from core.errors import Forbidden, InactiveUser, NotAuthenticated
+from core.models import User
+from core.security import decode_access_token
+from core.settings import Settings
+from core.users import service as users
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -23,11 +32,54 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 def get_producer(request: Request) -> Celery:
     """The Celery app the API sends messages with."""
     producer: Celery = request.app.state.producer
     return producer
 
 
+def get_redis(request: Request) -> Redis:
+    """This process's Redis client."""
+    redis: Redis = request.app.state.redis
+    return redis
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProducerDep = Annotated[Celery, Depends(get_producer)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+
+
+async def get_current_user(
+    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    """The active user the bearer token names: 401 without a valid token, 403
+    for a deactivated account."""
+    if not token:
+        raise NotAuthenticated
+    user_id = decode_access_token(token, secret=settings.app.secret_key)
+    if user_id is None:
+        raise NotAuthenticated
+    user = await users.get_active(session, user_id)
+    if not user.is_active:
+        raise InactiveUser
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_superuser(user: CurrentUser) -> User:
+    """The current user, who must be a superuser."""
+    if not user.is_superuser:
+        raise Forbidden("this requires a superuser")
+    return user
+
+
+Superuser = Annotated[User, Depends(get_superuser)]

@@ -9,8 +9,9 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ProducerDep, SessionDep
-from api.errors import responses
+from api.deps import CurrentUser, ProducerDep, SessionDep
+from api.errors import AUTH_ERRORS, responses
+from api.validation import StorableStr
 from core.jobs import service
 from core.models import JobStatus
 
@@ -39,24 +40,32 @@ class PingCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(default="pong", max_length=200)
+    message: StorableStr = Field(default="pong", max_length=200)
 
 
-@router.post("/ping", status_code=status.HTTP_202_ACCEPTED, response_model=JobRead)
+@router.post(
+    "/ping",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=responses(*AUTH_ERRORS),
+)
 async def create_ping(
     body: PingCreate,
+    user: CurrentUser,
     session: SessionDep,
     producer: ProducerDep,
     request: Request,
     response: Response,
 ) -> JobRead:
     """Queue a ping job: the worker records a reply in the job's result."""
-    job = await service.enqueue(session, producer, kind="ping", payload=body.model_dump())
+    job = await service.enqueue(
+        session, producer, kind="ping", payload=body.model_dump(), owner_id=user.id
+    )
     response.headers["Location"] = str(request.url_for("get_job", job_id=job.id))
     return JobRead.model_validate(job)
 
 
-@router.get("/{job_id}", response_model=JobRead, responses=responses(404))
-async def get_job(job_id: UUID, session: SessionDep) -> JobRead:
-    """A job's status and result."""
-    return JobRead.model_validate(await service.get(session, job_id))
+@router.get("/{job_id}", response_model=JobRead, responses=responses(*AUTH_ERRORS, 404))
+async def get_job(job_id: UUID, user: CurrentUser, session: SessionDep) -> JobRead:
+    """One of your jobs: status and result."""
+    return JobRead.model_validate(await service.get(session, job_id, owner_id=user.id))

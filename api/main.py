@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
-from api import errors, health, jobs
+from api import auth, errors, health, items, jobs, users
+from api.middleware import BodySizeLimit, SecurityHeaders
 from core.db import create_engine, create_sessionmaker
 from core.logging import configure_logging
 from core.migrations import head_revisions
@@ -59,8 +61,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(jobs.router)
+    for router in (health.router, auth.router, users.router, items.router, jobs.router):
+        app.include_router(router)
+
+    # Added innermost first: the size limit runs before any body is read, and
+    # every response (errors and CORS preflights too) gets the security headers.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.http.max_request_bytes)
+    origins = settings.http.cors_origin_list
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            # Credentials are never combined with a wildcard origin.
+            allow_credentials="*" not in origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            max_age=600,
+        )
+    app.add_middleware(
+        SecurityHeaders,
+        hsts=settings.app.environment == "production",
+        docs_prefixes=("/docs", "/openapi.json"),
+    )
     return app
 
 

@@ -10,9 +10,46 @@ class AppError(Exception):
     status_code: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
+
+
+class NotAuthenticated(AppError):
+    """No credentials, or credentials that do not prove who the caller is."""
+
+    status_code = 401
+    code = "not_authenticated"
+
+    def __init__(self, message: str = "missing or invalid access token") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class InvalidCredentials(AppError):
+    """Wrong email or password (the two are never told apart)."""
+
+    status_code = 401
+    code = "invalid_credentials"
+
+    def __init__(self) -> None:
+        super().__init__("incorrect email or password", headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    """The caller is known but may not do this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class InactiveUser(Forbidden):
+    """The account is deactivated."""
+
+    code = "inactive_user"
+
+    def __init__(self) -> None:
+        super().__init__("this account is inactive")
 
 
 class NotFound(AppError):
@@ -20,3 +57,21 @@ class NotFound(AppError):
 
     status_code = 404
     code = "not_found"
+
+
+class Conflict(AppError):
+    """The request clashes with what is stored (a duplicate key)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class TooManyRequests(AppError):
+    """Throttled; ``Retry-After`` says when to come back."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after

@@ -101,7 +101,7 @@ class AppSettings(_Base):
     """Process-wide settings."""
 
     environment: Environment = "development"
-    secret_key: str = Field(default="changethis", min_length=1)
+    secret_key: str = Field(default="changethis")
     log_level: LogLevel = "INFO"
 
     @field_validator("environment", "log_level", mode="before")
@@ -111,6 +111,30 @@ class AppSettings(_Base):
             return value
         value = value.strip()
         return value.upper() if info.field_name == "log_level" else value.lower()
+
+
+class AuthSettings(_Base):
+    """Tokens, login throttling and the first superuser."""
+
+    access_token_expire_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_max_failures_per_ip: int = Field(default=10, ge=1)
+    login_window_seconds: int = Field(default=60, ge=1)
+    first_superuser_email: str | None = None
+    first_superuser_password: str | None = Field(default=None, min_length=8, max_length=128)
+
+
+class HTTPSettings(_Base):
+    """Request limits and CORS."""
+
+    # Comma-separated origins allowed to call the API from a browser.
+    cors_origins: str = ""
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """CORS_ORIGINS split on commas, without blanks or trailing slashes."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
 
 class DatabaseSettings(_Base):
@@ -170,13 +194,15 @@ class Settings(BaseModel):
     """All settings, grouped by concern."""
 
     app: AppSettings
+    auth: AuthSettings
+    http: HTTPSettings
     db: DatabaseSettings
     redis: RedisSettings
     web: WebSettings
 
 
 # Values of these variables may hold credentials and are never echoed back.
-_SECRET_FIELDS = {"secret_key", "database_url", "redis_url"}
+_SECRET_FIELDS = {"secret_key", "database_url", "redis_url", "first_superuser_password"}
 
 
 def _describe(error: ValidationError) -> str:
@@ -201,6 +227,8 @@ def load_settings() -> Settings:
     errors: list[str] = []
     for name, cls in (
         ("app", AppSettings),
+        ("auth", AuthSettings),
+        ("http", HTTPSettings),
         ("db", DatabaseSettings),
         ("redis", RedisSettings),
         ("web", WebSettings),
@@ -211,7 +239,35 @@ def load_settings() -> Settings:
             errors.append(_describe(exc))
     if errors:
         raise SettingsError("invalid environment: " + "; ".join(errors))
-    return Settings(**groups)
+    settings = Settings(**groups)
+    if settings.app.environment == "production":
+        problems = production_problems(settings)
+        if problems:
+            raise SettingsError("refusing to start in production: " + "; ".join(problems))
+    return settings
+
+
+# Values shipped in .env.example and other well-known defaults: fine on a
+# laptop, never in production.
+PLACEHOLDER_SECRETS = frozenset(
+    {"changethis", "change-me", "changeme", "secret", "app", "postgres", "password", ""}
+)
+MIN_SECRET_KEY_BYTES = 32
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What makes these settings unsafe for production, one phrase each."""
+    problems = []
+    key = settings.app.secret_key
+    if key in PLACEHOLDER_SECRETS:
+        problems.append("SECRET_KEY is a placeholder; generate a random one")
+    elif len(key.encode()) < MIN_SECRET_KEY_BYTES:
+        problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes")
+    if urlsplit(settings.db.database_url).password in PLACEHOLDER_SECRETS | {None}:
+        problems.append("DATABASE_URL has a missing or placeholder password")
+    if "*" in settings.http.cors_origin_list:
+        problems.append("CORS_ORIGINS allows '*'; list the allowed origins")
+    return problems
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.migrations import alembic_config
 from core.settings import load_settings_or_exit
+from core.users.seed import seed
 
 # Any constant shared by every copy of this program; "appstack" in ASCII.
 ADVISORY_LOCK_KEY = 0x61707073746163
@@ -59,9 +60,12 @@ async def migrate(revision: str = "head") -> None:
 def main() -> None:
     """Entry point of the ``migrate`` service."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)-5.5s [%(name)s] %(message)s")
-    load_settings_or_exit()
+    settings = load_settings_or_exit()
     revision = sys.argv[1] if len(sys.argv) > 1 else "head"
     asyncio.run(migrate(revision))
+    # With FIRST_SUPERUSER_EMAIL / FIRST_SUPERUSER_PASSWORD set, make sure the
+    # first superuser exists (idempotent; a no-op when they are unset).
+    asyncio.run(seed(settings))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,16 @@ async def get(session: AsyncSession, job_id: UUID) -> Job | None:
     return await session.get(Job, job_id)
 
 
-async def create(session: AsyncSession, *, kind: str, payload: dict[str, Any]) -> Job:
+async def get_owned(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job | None:
+    """The job if it exists and belongs to ``owner_id``."""
+    return await session.scalar(select(Job).where(Job.id == job_id, Job.owner_id == owner_id))
+
+
+async def create(
+    session: AsyncSession, *, kind: str, payload: dict[str, Any], owner_id: UUID | None = None
+) -> Job:
     """Insert a queued job and flush it, so that its defaults are loaded."""
-    job = Job(kind=kind, payload=payload, status=JobStatus.queued)
+    job = Job(kind=kind, payload=payload, status=JobStatus.queued, owner_id=owner_id)
     session.add(job)
     await session.flush()
     await session.refresh(job)

@@ -37,12 +37,17 @@ HANDLERS: dict[str, Handler] = {"ping": _ping}
 
 
 async def enqueue(
-    session: AsyncSession, producer: Celery, *, kind: str, payload: dict[str, Any]
+    session: AsyncSession,
+    producer: Celery,
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    owner_id: UUID | None = None,
 ) -> Job:
     """Record a queued job; its message is sent once the transaction commits."""
     if kind not in HANDLERS:
         raise ValueError(f"unknown job kind {kind!r}")
-    job = await repository.create(session, kind=kind, payload=payload)
+    job = await repository.create(session, kind=kind, payload=payload, owner_id=owner_id)
     job_id = job.id
 
     async def _send() -> None:
@@ -52,9 +57,12 @@ async def enqueue(
     return job
 
 
-async def get(session: AsyncSession, job_id: UUID) -> Job:
-    """The job, or :class:`NotFound`."""
-    job = await repository.get(session, job_id)
+async def get(session: AsyncSession, job_id: UUID, *, owner_id: UUID | None = None) -> Job:
+    """The job (only if ``owner_id`` owns it, when given), or :class:`NotFound`."""
+    if owner_id is None:
+        job = await repository.get(session, job_id)
+    else:
+        job = await repository.get_owned(session, owner_id, job_id)
     if job is None:
         raise NotFound("job not found")
     return job

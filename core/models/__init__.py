@@ -1,7 +1,8 @@
 """All models, imported here so that ``Base.metadata`` knows every table."""
 
 from core.models.base import Base
+from core.models.item import Item
 from core.models.job import Job, JobStatus
 from core.models.user import User
 
-__all__ = ["Base", "Job", "JobStatus", "User"]
+__all__ = ["Base", "Item", "Job", "JobStatus", "User"]

@@ -1,0 +1,137 @@
+"""Pure ASGI middleware: request size limit and security headers."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+TOO_LARGE_CODE = "request_too_large"
+
+
+def too_large_message(limit: int) -> str:
+    """What a 413 says."""
+    return f"request body is larger than the limit of {limit} bytes"
+
+
+class RequestTooLarge(HTTPException):
+    """The body went past the limit while it was being read. An HTTPException,
+    so that FastAPI's body parsing lets it through instead of turning it into
+    a 400; ``api.errors`` renders it in the shared error shape."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=too_large_message(limit))
+
+
+def _error_body(limit: int) -> bytes:
+    return json.dumps(
+        {"error": {"code": TOO_LARGE_CODE, "message": too_large_message(limit)}}
+    ).encode()
+
+
+class BodySizeLimit:
+    """Answer 413 to a body larger than ``max_bytes``: at once when the
+    Content-Length says so, else as soon as the streamed body goes past it,
+    without ever holding more than the limit in memory."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, *, skip_prefixes: tuple[str, ...] = ()
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.skip_prefixes = skip_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.skip_prefixes):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await self._reject(send)
+                    return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise RequestTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except RequestTooLarge:
+            if started:
+                raise
+            await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = _error_body(self.max_bytes)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+_API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+
+
+class SecurityHeaders:
+    """Headers every response carries. The strict CSP is left off the docs
+    pages, which load Swagger UI's scripts."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool, docs_prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.hsts = hsts
+        self.docs_prefixes = docs_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_docs = scope["path"].startswith(self.docs_prefixes)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"cache-control", b"no-store"),
+                ]
+                if not is_docs:
+                    headers.append((b"content-security-policy", _API_CSP))
+                if self.hsts:
+                    headers.append(
+                        (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+                    )
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -1,0 +1,30 @@
+"""SQL for users."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.models import User
+
+
+async def get(session: AsyncSession, user_id: UUID) -> User | None:
+    """The user, or None."""
+    return await session.get(User, user_id)
+
+
+async def get_by_email(session: AsyncSession, email: str) -> User | None:
+    """The user with this (already normalised) email, or None."""
+    return await session.scalar(select(User).where(User.email == email))
+
+
+async def page(session: AsyncSession, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
+    """A page of users, oldest first, and the total count."""
+    total = await session.scalar(select(func.count()).select_from(User)) or 0
+    rows = await session.scalars(
+        select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    )
+    return rows.all(), total

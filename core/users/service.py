@@ -1,0 +1,88 @@
+"""User logic: registration, authentication, profile updates, first superuser."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import Conflict, InvalidCredentials, NotAuthenticated
+from core.models import User
+from core.security import hash_password, verify_password
+from core.users import repository
+
+
+def normalize_email(email: str) -> str:
+    """Emails are compared trimmed and lower-cased."""
+    return email.strip().lower()
+
+
+async def register(
+    session: AsyncSession, *, email: str, password: str, full_name: str | None
+) -> User:
+    """Create an account; :class:`Conflict` when the email is taken (in any case)."""
+    email = normalize_email(email)
+    if await repository.get_by_email(session, email) is not None:
+        raise Conflict("an account with this email already exists")
+    user = User(email=email, hashed_password=await hash_password(password), full_name=full_name)
+    try:
+        async with session.begin_nested():
+            session.add(user)
+    except IntegrityError:  # a concurrent registration won the race
+        raise Conflict("an account with this email already exists") from None
+    await session.refresh(user)
+    return user
+
+
+async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
+    """The user whose credentials these are; :class:`InvalidCredentials` otherwise
+    (the same error for an unknown email and a wrong password)."""
+    user = await repository.get_by_email(session, normalize_email(email))
+    ok = await verify_password(password, user.hashed_password if user else None)
+    if user is None or not ok:
+        raise InvalidCredentials
+    return user
+
+
+async def get_active(session: AsyncSession, user_id: UUID) -> User:
+    """The user a token names; :class:`NotAuthenticated` when it no longer exists."""
+    user = await repository.get(session, user_id)
+    if user is None:
+        raise NotAuthenticated
+    return user
+
+
+async def update_profile(
+    session: AsyncSession,
+    user: User,
+    *,
+    changes: dict[str, object],
+) -> User:
+    """Apply ``full_name`` and, with the right ``current_password``, ``password``."""
+    if "full_name" in changes:
+        user.full_name = changes["full_name"]  # type: ignore[assignment]
+    if changes.get("password") is not None:
+        current = changes.get("current_password")
+        if not isinstance(current, str) or not await verify_password(current, user.hashed_password):
+            raise InvalidCredentials
+        user.hashed_password = await hash_password(str(changes["password"]))
+    await session.flush()
+    await session.refresh(user)
+    return user
+
+
+async def page(session: AsyncSession, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
+    """A page of every user (superusers only; checked by the caller)."""
+    return await repository.page(session, limit=limit, offset=offset)
+
+
+async def ensure_superuser(session: AsyncSession, *, email: str, password: str) -> bool:
+    """Create the superuser unless the email exists; True when created."""
+    email = normalize_email(email)
+    if await repository.get_by_email(session, email) is not None:
+        return False
+    session.add(User(email=email, hashed_password=await hash_password(password), is_superuser=True))
+    await session.flush()
+    return True
