@@ -97,11 +97,15 @@ class _Base(BaseSettings):
     model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
 
 
+# The development default: long enough for HS256, refused in production.
+DEV_SECRET_KEY = "changethis-development-only-secret-key"  # noqa: S105 (a known placeholder)
+
+
 class AppSettings(_Base):
     """Process-wide settings."""
 
     environment: Environment = "development"
-    secret_key: str = Field(default="changethis")
+    secret_key: str = Field(default=DEV_SECRET_KEY)
     log_level: LogLevel = "INFO"
 
     @field_validator("environment", "log_level", mode="before")
@@ -250,7 +254,17 @@ def load_settings() -> Settings:
 # Values shipped in .env.example and other well-known defaults: fine on a
 # laptop, never in production.
 PLACEHOLDER_SECRETS = frozenset(
-    {"changethis", "change-me", "changeme", "secret", "app", "postgres", "password", ""}
+    {
+        DEV_SECRET_KEY,
+        "changethis",
+        "change-me",
+        "changeme",
+        "secret",
+        "app",
+        "postgres",
+        "password",
+        "",
+    }
 )
 MIN_SECRET_KEY_BYTES = 32
 

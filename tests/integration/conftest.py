@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -108,3 +110,51 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+async def clean_throttle(settings: Settings) -> AsyncIterator[None]:
+    """Login failures counted by one test never throttle the next."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(settings.redis.redis_url)
+    await redis.flushdb()
+    yield
+    await redis.aclose()
+
+
+PASSWORD = "correct horse battery"
+
+
+async def register(
+    client: httpx.AsyncClient, email: str | None = None, password: str = PASSWORD
+) -> dict[str, Any]:
+    """Register a user (a fresh email unless given) and return its JSON."""
+    email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
+    """POST the OAuth2 password form."""
+    return await client.post("/api/v1/auth/login", data={"username": email, "password": password})
+
+
+async def token_headers(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD
+) -> dict[str, str]:
+    """Authorization headers for a user."""
+    response = await login(client, email, password)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+async def user_headers(client: httpx.AsyncClient) -> dict[str, str]:
+    """A fresh user's Authorization headers."""
+    user = await register(client)
+    return await token_headers(client, user["email"])

@@ -14,10 +14,15 @@ from core.db import create_sessionmaker, transaction
 from core.errors import NotFound
 from core.jobs import repository, service
 from core.models import Job, JobStatus
+from tests.integration.conftest import register, token_headers
 
 
-async def test_create_ping_job(client: httpx.AsyncClient, session: AsyncSession) -> None:
-    response = await client.post("/api/v1/jobs/ping", json={"message": "hello"})
+async def test_create_ping_job(
+    client: httpx.AsyncClient, session: AsyncSession, user_headers: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/api/v1/jobs/ping", json={"message": "hello"}, headers=user_headers
+    )
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["status"] == "queued"
@@ -27,13 +32,19 @@ async def test_create_ping_job(client: httpx.AsyncClient, session: AsyncSession)
     assert job is not None
     assert job.payload == {"message": "hello"}
 
-    fetched = await client.get(f"/api/v1/jobs/{body['id']}")
+    fetched = await client.get(f"/api/v1/jobs/{body['id']}", headers=user_headers)
     assert fetched.status_code == 200
     assert fetched.json()["id"] == body["id"]
 
+    someone_else = await token_headers(client, (await register(client))["email"])
+    hidden = await client.get(f"/api/v1/jobs/{body['id']}", headers=someone_else)
+    assert hidden.status_code == 404
 
-async def test_unknown_job_is_404_in_the_error_shape(client: httpx.AsyncClient) -> None:
-    response = await client.get(f"/api/v1/jobs/{uuid4()}")
+
+async def test_unknown_job_is_404_in_the_error_shape(
+    client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    response = await client.get(f"/api/v1/jobs/{uuid4()}", headers=user_headers)
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "not_found", "message": "job not found"}}
 
@@ -47,9 +58,16 @@ async def test_unknown_job_is_404_in_the_error_shape(client: httpx.AsyncClient) 
     ],
 )
 async def test_bad_input_is_422(
-    client: httpx.AsyncClient, path: str, body: dict[str, object] | None
+    client: httpx.AsyncClient,
+    user_headers: dict[str, str],
+    path: str,
+    body: dict[str, object] | None,
 ) -> None:
-    response = await client.get(path) if body is None else await client.post(path, json=body)
+    response = (
+        await client.get(path, headers=user_headers)
+        if body is None
+        else await client.post(path, json=body, headers=user_headers)
+    )
     assert response.status_code == 422
 
 

@@ -100,6 +100,7 @@ def test_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@host.example:6543/x?sslmode=require")
     monkeypatch.setenv("REDIS_URL", "rediss://:pw@cache.example:6380/2")
     monkeypatch.setenv("ENVIRONMENT", "Production")
+    monkeypatch.setenv("SECRET_KEY", "s" * 40)
     monkeypatch.setenv("LOG_LEVEL", "debug")
     monkeypatch.setenv("PORT", "10000")
     monkeypatch.setenv("WEB_CONCURRENCY", "4")
@@ -190,4 +191,84 @@ def test_entry_points_fail_with_one_line(command: list[str]) -> None:
     assert lines == [
         "configuration error: invalid environment: DATABASE_URL must start with "
         "postgres://, postgresql:// or postgresql+asyncpg:// (got mysql)"
+    ]
+
+
+STRONG_KEY = "k" * 48
+
+
+def production(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    values = {
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": STRONG_KEY,
+        "DATABASE_URL": "postgres://app:Xq9-long-db-password@db:5432/app",
+        **env,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_production_accepts_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    production(monkeypatch, CORS_ORIGINS="https://app.example.com")
+    assert load_settings().app.environment == "production"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SECRET_KEY": "changethis"}, "SECRET_KEY is a placeholder"),
+        ({"SECRET_KEY": "changethis-development-only-secret-key"}, "SECRET_KEY is a placeholder"),
+        ({"SECRET_KEY": ""}, "SECRET_KEY is a placeholder"),  # empty means unset: the default
+        ({"SECRET_KEY": "short-but-not-a-placeholder"}, "SECRET_KEY is shorter than 32 bytes"),
+        (
+            {"DATABASE_URL": "postgres://app:app@db:5432/app"},
+            "DATABASE_URL has a missing or placeholder password",
+        ),
+        (
+            {"DATABASE_URL": "postgres://app@db:5432/app"},
+            "DATABASE_URL has a missing or placeholder password",
+        ),
+        ({"CORS_ORIGINS": "https://a.example.com, *"}, "CORS_ORIGINS allows '*'"),
+    ],
+)
+def test_production_guard(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    production(monkeypatch, **env)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith("refusing to start in production: ")
+    assert message in str(info.value)
+
+
+def test_missing_secret_key_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    production(monkeypatch)
+    monkeypatch.delenv("SECRET_KEY")
+    with pytest.raises(SettingsError, match="SECRET_KEY is a placeholder"):
+        load_settings()
+
+
+def test_placeholders_are_fine_in_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", "changethis")
+    monkeypatch.setenv("CORS_ORIGINS", "*")
+    assert load_settings().http.cors_origin_list == ["*"]
+
+
+@pytest.mark.parametrize(
+    "command", [["-c", "import api.main"], ["-c", "import worker.app"]], ids=["api", "worker"]
+)
+def test_api_and_worker_refuse_to_start_in_production_with_placeholders(command: list[str]) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": ".",
+        "ENVIRONMENT": "production",
+        "DATABASE_URL": "postgres://app:app@db/app",
+    }
+    done = subprocess.run(
+        [sys.executable, *command], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "configuration error: refusing to start in production: SECRET_KEY is a placeholder; "
+        "generate a random one; DATABASE_URL has a missing or placeholder password"
     ]

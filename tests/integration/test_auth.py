@@ -1,0 +1,161 @@
+"""Registration, login, profile and the superuser list."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.models import User
+from core.users.service import ensure_superuser
+from tests.integration.conftest import PASSWORD, login, register, token_headers
+
+
+async def test_register_normalises_email_and_hides_the_hash(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "  Alice@Example.COM ", "password": PASSWORD, "full_name": "Alice"},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["email"] == "alice@example.com"
+    assert body["full_name"] == "Alice"
+    assert body["is_active"] is True
+    assert body["is_superuser"] is False
+    assert not {"password", "hashed_password"} & body.keys()
+    stored = await session.scalar(select(User).where(User.email == "alice@example.com"))
+    assert stored is not None
+    assert stored.hashed_password.startswith("$argon2id$")
+
+
+async def test_duplicate_email_in_any_case_is_409(client: httpx.AsyncClient) -> None:
+    await register(client, "bob@example.com")
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "BOB@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "c@example.com", "password": "short7!"},
+        {"email": "c@example.com", "password": "x" * 129},
+        {"email": "not-an-email", "password": PASSWORD},
+        {"email": "c@example.com"},
+        {"email": "c@example.com", "password": PASSWORD, "is_superuser": True},
+        {"email": "c@example.com", "password": PASSWORD, "full_name": "nul\x00"},
+    ],
+    ids=["short", "long", "bad-email", "no-password", "extra-field", "nul"],
+)
+async def test_register_rejects_bad_input(
+    client: httpx.AsyncClient, body: dict[str, object]
+) -> None:
+    assert (await client.post("/api/v1/auth/register", json=body)).status_code == 422
+
+
+async def test_password_lengths_at_the_bounds_are_accepted(client: httpx.AsyncClient) -> None:
+    await register(client, password="x" * 8)
+    await register(client, password="y" * 128)
+
+
+async def test_login_returns_a_bearer_token(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    response = await login(client, user["email"].upper())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 60 * 60
+    me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
+    assert me.status_code == 200
+    assert me.json()["id"] == user["id"]
+
+
+async def test_wrong_password_and_unknown_email_look_the_same(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    wrong = await login(client, user["email"], "wrong password!")
+    unknown = await login(client, "nobody@example.com")
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    assert wrong.json()["error"]["code"] == "invalid_credentials"
+    assert wrong.headers["www-authenticate"] == "Bearer"
+
+
+async def test_inactive_users_can_neither_log_in_nor_use_a_token(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    user = await register(client)
+    headers = await token_headers(client, user["email"])
+    await session.execute(update(User).where(User.email == user["email"]).values(is_active=False))
+    await session.commit()
+
+    refused = await login(client, user["email"])
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "inactive_user"
+    me = await client.get("/api/v1/users/me", headers=headers)
+    assert me.status_code == 403
+
+
+async def test_update_full_name(client: httpx.AsyncClient, user_headers: dict[str, str]) -> None:
+    response = await client.patch(
+        "/api/v1/users/me", json={"full_name": "New Name"}, headers=user_headers
+    )
+    assert response.status_code == 200
+    assert response.json()["full_name"] == "New Name"
+    cleared = await client.patch("/api/v1/users/me", json={"full_name": None}, headers=user_headers)
+    assert cleared.json()["full_name"] is None
+
+
+async def test_change_password_needs_the_current_one(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    headers = await token_headers(client, user["email"])
+    missing = await client.patch(
+        "/api/v1/users/me", json={"password": "brand new password"}, headers=headers
+    )
+    assert missing.status_code == 422
+    wrong = await client.patch(
+        "/api/v1/users/me",
+        json={"password": "brand new password", "current_password": "not it at all"},
+        headers=headers,
+    )
+    assert wrong.status_code == 401
+    ok = await client.patch(
+        "/api/v1/users/me",
+        json={"password": "brand new password", "current_password": PASSWORD},
+        headers=headers,
+    )
+    assert ok.status_code == 200
+    assert (await login(client, user["email"])).status_code == 401
+    assert (await login(client, user["email"], "brand new password")).status_code == 200
+
+
+async def test_profile_cannot_set_privileges(
+    client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    for field in ({"is_superuser": True}, {"email": "x@example.com"}, {"is_active": False}):
+        response = await client.patch("/api/v1/users/me", json=field, headers=user_headers)
+        assert response.status_code == 422
+
+
+async def test_only_superusers_list_users(
+    client: httpx.AsyncClient, session: AsyncSession, user_headers: dict[str, str]
+) -> None:
+    assert (await client.get("/api/v1/users", headers=user_headers)).status_code == 403
+    assert await ensure_superuser(session, email="Root@Example.com", password=PASSWORD) is True
+    assert await ensure_superuser(session, email="root@example.com", password=PASSWORD) is False
+    await session.commit()
+    admin = await token_headers(client, "root@example.com")
+    response = await client.get("/api/v1/users", params={"limit": 1}, headers=admin)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["total"] >= 2
+    assert len(body["items"]) == 1
+    assert (
+        await client.get("/api/v1/users", params={"limit": 0}, headers=admin)
+    ).status_code == 422

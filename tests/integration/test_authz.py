@@ -1,0 +1,116 @@
+"""Nobody reaches what is not theirs, and no bad token gets in."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+from fastapi import FastAPI
+
+from core.security import create_access_token
+from core.settings import Settings
+from tests.integration.conftest import register, token_headers
+from tests.integration.test_items import ITEM
+
+
+async def test_another_users_item_is_404_everywhere(client: httpx.AsyncClient) -> None:
+    alice = await token_headers(client, (await register(client))["email"])
+    bob = await token_headers(client, (await register(client))["email"])
+    item = (await client.post("/api/v1/items", json=ITEM, headers=alice)).json()
+    url = f"/api/v1/items/{item['id']}"
+    missing = f"/api/v1/items/{uuid.uuid4()}"
+
+    for path in (url, missing):
+        responses = [
+            await client.get(path, headers=bob),
+            await client.patch(path, json={"name": "stolen"}, headers=bob),
+            await client.delete(path, headers=bob),
+        ]
+        assert [r.status_code for r in responses] == [404, 404, 404]
+        # Same body for someone else's item and for no item at all.
+        assert {json.dumps(r.json(), sort_keys=True) for r in responses} == {
+            json.dumps({"error": {"code": "not_found", "message": "item not found"}})
+        }
+    listed = (await client.get("/api/v1/items", headers=bob)).json()
+    assert listed["total"] == 0
+    assert (await client.get(url, headers=alice)).json() == item  # untouched
+
+
+def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every operation under /api/v1 except registration and login, from the
+    OpenAPI schema, so that a new route is covered as soon as it exists."""
+    routes: list[tuple[str, str]] = []
+    for path, operations in app.openapi()["paths"].items():
+        if not path.startswith("/api/v1/") or path.startswith("/api/v1/auth/"):
+            continue
+        concrete = path.replace("{item_id}", str(uuid.uuid4())).replace(
+            "{job_id}", str(uuid.uuid4())
+        )
+        routes.extend((method.upper(), concrete) for method in operations)
+    return routes
+
+
+def b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+async def bad_tokens(client: httpx.AsyncClient, settings: Settings) -> dict[str, str]:
+    user = await register(client)
+    user_id = uuid.UUID(user["id"])
+    good = create_access_token(
+        user_id, secret=settings.app.secret_key, expires_in=timedelta(minutes=5)
+    )
+    header, payload, signature = good.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    now = datetime.now(UTC)
+    return {
+        "expired": create_access_token(
+            user_id, secret=settings.app.secret_key, expires_in=timedelta(seconds=-1)
+        ),
+        "tampered": f"{header}.{b64({**claims, 'sub': str(uuid.uuid4())})}.{signature}",
+        "alg-none": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
+        "other-key": jwt.encode(
+            {"sub": str(user_id), "iat": now, "exp": now + timedelta(minutes=5)},
+            "a-different-secret-key-of-enough-length!",
+            algorithm="HS256",
+        ),
+        "no-exp": jwt.encode(
+            {"sub": str(user_id), "iat": now}, settings.app.secret_key, algorithm="HS256"
+        ),
+        "unknown-user": create_access_token(
+            uuid.uuid4(), secret=settings.app.secret_key, expires_in=timedelta(minutes=5)
+        ),
+        "garbage": "not.a.token",
+    }
+
+
+async def test_every_protected_route_refuses_bad_tokens(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    routes = protected_routes(app)
+    assert len(routes) >= 8  # the matrix covers items, users and jobs
+    tokens = await bad_tokens(client, settings)
+    cases: list[tuple[str, dict[str, str]]] = [("no token", {})] + [
+        (name, {"Authorization": f"Bearer {token}"}) for name, token in tokens.items()
+    ]
+    failures: list[tuple[str, str, str, object]] = []
+    for method, path in routes:
+        for name, headers in cases:
+            response = await client.request(method, path, headers=headers, json={})
+            if response.status_code != 401:
+                failures.append((method, path, name, response.status_code))
+            elif response.headers.get("www-authenticate") != "Bearer":
+                failures.append((method, path, name, "no WWW-Authenticate"))
+    assert failures == []
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "bearer-less"])
+async def test_other_schemes_are_401(client: httpx.AsyncClient, scheme: str) -> None:
+    header = "Basic dXNlcjpwYXNz" if scheme == "Basic" else "just-a-token"
+    response = await client.get("/api/v1/users/me", headers={"Authorization": header})
+    assert response.status_code == 401

@@ -1,0 +1,106 @@
+"""Request size limit, security headers and CORS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.main import create_app
+from core.settings import Settings
+
+
+async def test_declared_oversized_body_is_413_before_reading(
+    client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    body = b"x" * (1024 * 1024 + 1)
+    response = await client.post(
+        "/api/v1/items", content=body, headers={**user_headers, "content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+async def test_streamed_oversized_body_is_413(
+    client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(64):  # 4 MiB in all, with no Content-Length
+            sent += 1
+            yield b" " * 65536
+
+    response = await client.post(
+        "/api/v1/items",
+        content=chunks(),
+        headers={**user_headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+async def test_a_body_under_the_limit_passes(
+    client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    from tests.integration.test_items import ITEM
+
+    response = await client.post(
+        "/api/v1/items", json={**ITEM, "description": "d" * 10_000}, headers=user_headers
+    )
+    assert response.status_code == 201
+
+
+async def test_security_headers(client: httpx.AsyncClient) -> None:
+    for path in ("/health/live", "/api/v1/users/me", "/no-such-path"):
+        response = await client.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        assert "strict-transport-security" not in response.headers  # not in development
+    docs = await client.get("/docs")
+    assert "content-security-policy" not in docs.headers  # Swagger UI loads scripts
+
+
+@pytest.fixture
+async def cors_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    configured = settings.model_copy(
+        update={
+            "http": settings.http.model_copy(update={"cors_origins": "https://app.example.com"})
+        }
+    )
+    app: FastAPI = create_app(configured)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def test_cors_allows_listed_origins_only(cors_client: httpx.AsyncClient) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    allowed = await cors_client.options(
+        "/api/v1/items", headers={"Origin": "https://app.example.com", **preflight}
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert allowed.headers["access-control-allow-credentials"] == "true"
+    assert allowed.headers["x-content-type-options"] == "nosniff"
+
+    refused = await cors_client.options(
+        "/api/v1/items", headers={"Origin": "https://evil.example.com", **preflight}
+    )
+    assert "access-control-allow-origin" not in refused.headers
+    simple = await cors_client.get("/health/live", headers={"Origin": "https://evil.example.com"})
+    assert "access-control-allow-origin" not in simple.headers
+
+
+async def test_no_cors_headers_without_configuration(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/live", headers={"Origin": "https://app.example.com"})
+    assert "access-control-allow-origin" not in response.headers
