@@ -11,7 +11,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from api.deps import RedisDep, SessionDep, SettingsDep
-from api.errors import responses
+from api.errors import BODY_ERRORS, responses
 from api.validation import StorableStr
 from core.errors import InactiveUser, InvalidCredentials
 from core.security import create_access_token
@@ -58,7 +58,7 @@ class Token(BaseModel):
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=responses(409),
+    responses=responses(*BODY_ERRORS, 409),
 )
 async def register(body: UserRegister, session: SessionDep) -> UserRead:
     """Create an account. The email is trimmed and lower-cased; it must be unused."""
@@ -73,7 +73,7 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/login", response_model=Token, responses=responses(401, 403, 429))
+@router.post("/login", response_model=Token, responses=responses(*BODY_ERRORS, 401, 403, 429))
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,

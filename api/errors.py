@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
-from api.middleware import TOO_LARGE_CODE, RequestTooLarge
+from api.middleware import TOO_LARGE_CODE
 from core.errors import AppError
 
 
@@ -26,7 +28,7 @@ class ErrorResponse(BaseModel):
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """A response in the shared error shape."""
     body = ErrorResponse(error=ErrorBody(code=code, message=message))
@@ -38,18 +40,31 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.headers)
 
 
-async def _too_large(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestTooLarge)
-    return error_response(413, TOO_LARGE_CODE, str(exc.detail), {"Connection": "close"})
+_HTTP_CODES = {
+    400: "malformed_body",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: TOO_LARGE_CODE,
+}
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    # Errors raised by the framework itself (a body that is not JSON, an
+    # unknown path, an oversized body) in the same shape as domain errors.
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = "request body is not valid JSON" if code == "malformed_body" else str(exc.detail)
+    return error_response(exc.status_code, code, message, exc.headers)
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers for every :class:`AppError` and for oversized bodies."""
+    """Render :class:`AppError` and HTTP errors in the one error shape."""
     app.add_exception_handler(AppError, _app_error)
-    app.add_exception_handler(RequestTooLarge, _too_large)
+    app.add_exception_handler(HTTPException, _http_error)
 
 
 _DESCRIPTIONS = {
+    400: "Malformed body (not JSON, or not UTF-8)",
     401: "Missing, invalid or expired access token",
     403: "Not allowed (inactive account, or not a superuser)",
     404: "Not found (or not yours)",
@@ -74,3 +89,5 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 # Every route that needs a token can answer these.
 AUTH_ERRORS = (401, 403)
+# Every route that reads a JSON body can answer these.
+BODY_ERRORS = (400, 413)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import CurrentUser, SessionDep
-from api.errors import AUTH_ERRORS, responses
+from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
 from api.validation import StorableStr
 from core.items import service
 from core.items.repository import SortKey
@@ -95,7 +95,7 @@ NOT_FOUND = responses(*AUTH_ERRORS, 404)
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ItemRead,
-    responses=responses(*AUTH_ERRORS, 409),
+    responses=responses(*AUTH_ERRORS, *BODY_ERRORS, 409),
 )
 async def create_item(body: ItemCreate, user: CurrentUser, session: SessionDep) -> ItemRead:
     """Create an item. Its sku must be new among your items."""
@@ -126,7 +126,9 @@ async def get_item(item_id: UUID, user: CurrentUser, session: SessionDep) -> Ite
     return ItemRead.model_validate(await service.get(session, user.id, item_id))
 
 
-@router.patch("/{item_id}", response_model=ItemRead, responses=responses(*AUTH_ERRORS, 404, 409))
+@router.patch(
+    "/{item_id}", response_model=ItemRead, responses=responses(*AUTH_ERRORS, *BODY_ERRORS, 404, 409)
+)
 async def update_item(
     item_id: UUID, body: ItemUpdate, user: CurrentUser, session: SessionDep
 ) -> ItemRead:

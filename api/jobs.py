@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentUser, ProducerDep, SessionDep
-from api.errors import AUTH_ERRORS, responses
+from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
 from api.validation import StorableStr
 from core.jobs import service
 from core.models import JobStatus
@@ -47,7 +47,7 @@ class PingCreate(BaseModel):
     "/ping",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=responses(*AUTH_ERRORS),
+    responses=responses(*AUTH_ERRORS, *BODY_ERRORS),
 )
 async def create_ping(
     body: PingCreate,

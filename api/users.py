@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Password, UserRead
 from api.deps import CurrentUser, SessionDep, Superuser
-from api.errors import AUTH_ERRORS, responses
+from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
 from api.validation import StorableStr
 from core.users import service
 
@@ -48,7 +48,7 @@ async def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.patch("/me", response_model=UserRead, responses=responses(*AUTH_ERRORS))
+@router.patch("/me", response_model=UserRead, responses=responses(*AUTH_ERRORS, *BODY_ERRORS))
 async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep) -> UserRead:
     """Change ``full_name`` (null clears it) or, with ``current_password``, the password.
     A wrong current password answers 401."""

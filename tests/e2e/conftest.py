@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -51,3 +52,15 @@ def wait_for(
 def api() -> Iterator[httpx.Client]:
     with httpx.Client(base_url=API_URL, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def auth_headers(api: httpx.Client) -> dict[str, str]:
+    """A fresh user's bearer token for the stack under test."""
+    email = f"e2e-{uuid.uuid4().hex[:12]}@example.com"
+    password = "end-to-end password"
+    registered = api.post("/api/v1/auth/register", json={"email": email, "password": password})
+    assert registered.status_code == 201, registered.text
+    token = api.post("/api/v1/auth/login", data={"username": email, "password": password})
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}

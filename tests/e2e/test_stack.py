@@ -29,13 +29,15 @@ def test_every_service_is_healthy_and_migrate_exited_0() -> None:
         assert rows[service][:2] == ["running", "healthy"], rows
 
 
-def test_api_enqueues_and_the_worker_writes(api: httpx.Client) -> None:
-    created = api.post("/api/v1/jobs/ping", json={"message": "end to end"})
+def test_api_enqueues_and_the_worker_writes(
+    api: httpx.Client, auth_headers: dict[str, str]
+) -> None:
+    created = api.post("/api/v1/jobs/ping", json={"message": "end to end"}, headers=auth_headers)
     assert created.status_code == 202, created.text
     location = created.headers["location"]
 
     def done() -> dict[str, object] | None:
-        job: dict[str, object] = api.get(location).json()
+        job: dict[str, object] = api.get(location, headers=auth_headers).json()
         return job if job["status"] == "succeeded" else None
 
     job = wait_for(done, timeout=10, what="the worker to finish the ping job")
@@ -43,15 +45,17 @@ def test_api_enqueues_and_the_worker_writes(api: httpx.Client) -> None:
     assert job["attempts"] == 1
 
 
-def test_200_tasks_in_a_row_on_two_worker_processes(api: httpx.Client) -> None:
+def test_200_tasks_in_a_row_on_two_worker_processes(
+    api: httpx.Client, auth_headers: dict[str, str]
+) -> None:
     ids = []
     for n in range(200):
-        response = api.post("/api/v1/jobs/ping", json={"message": f"n{n}"})
+        response = api.post("/api/v1/jobs/ping", json={"message": f"n{n}"}, headers=auth_headers)
         assert response.status_code == 202
         ids.append(response.json()["id"])
 
     def all_finished() -> list[dict[str, object]] | None:
-        jobs = [api.get(f"/api/v1/jobs/{job_id}").json() for job_id in ids]
+        jobs = [api.get(f"/api/v1/jobs/{job_id}", headers=auth_headers).json() for job_id in ids]
         return jobs if all(j["status"] in {"succeeded", "failed"} for j in jobs) else None
 
     jobs = wait_for(all_finished, timeout=120, interval=2, what="200 ping jobs")
