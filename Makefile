@@ -17,7 +17,7 @@ API_PORT ?= $(shell sed -n 's/^API_PORT=//p' .env 2>/dev/null || true)
 API_PORT := $(or $(API_PORT),8000)
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: help docker env uv up watch down logs ps migrate revision shell psql lint fmt test clean
+.PHONY: help docker env uv up watch down logs ps migrate seed revision shell psql lint fmt test clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,10 @@ ps: docker ## show the services and their health
 migrate: docker env ## apply the migrations (alembic upgrade head under an advisory lock)
 	$(COMPOSE) up -d --wait db
 	$(COMPOSE) run --rm migrate
+
+seed: docker env ## create the superuser from FIRST_SUPERUSER_EMAIL / _PASSWORD (idempotent)
+	$(COMPOSE) up -d --wait db
+	$(COMPOSE) run --rm migrate python -m core.users.seed
 
 revision: docker env uv ## autogenerate a migration: make revision m="add items"
 	@[ -n "$(m)" ] || { echo 'usage: make revision m="what changed"'; exit 2; }

@@ -30,6 +30,8 @@ log = logging.getLogger("migrate")
 def _upgrade(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
+    # Keep main()'s logging: alembic.ini's would silence the seed's messages.
+    config.attributes["configure_logger"] = False
     command.upgrade(config, revision)
 
 

@@ -64,3 +64,10 @@ def auth_headers(api: httpx.Client) -> dict[str, str]:
     token = api.post("/api/v1/auth/login", data={"username": email, "password": password})
     assert token.status_code == 200, token.text
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def reset_login_throttle() -> None:
+    """Forget failed logins. Schemathesis fuzzes the login route from this same
+    address, so a later test that logs in would otherwise meet the IP limit."""
+    script = "for _, k in ipairs(redis.call('KEYS', 'login:fail:*')) do redis.call('DEL', k) end"
+    compose("exec", "-T", "redis", "redis-cli", "EVAL", script, "0", timeout=30)
