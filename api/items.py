@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import CurrentUser, SessionDep
 from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
-from api.validation import StorableStr
+from api.validation import Limit, Offset, StorableStr
 from core.items import service
 from core.items.repository import SortKey
 
@@ -107,8 +107,8 @@ async def create_item(body: ItemCreate, user: CurrentUser, session: SessionDep) 
 async def list_items(
     user: CurrentUser,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     q: Annotated[StorableStr | None, Query(min_length=1, max_length=200)] = None,
     sort: SortKey = "-created_at",
 ) -> ItemPage:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Password, UserRead
 from api.deps import CurrentUser, SessionDep, Superuser
 from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
-from api.validation import StorableStr
+from api.validation import Limit, Offset, StorableStr
 from core.users import service
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -61,8 +61,8 @@ async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep) ->
 async def list_users(
     _: Superuser,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> UserPage:
     """Every user, oldest first (superusers only)."""
     rows, total = await service.page(session, limit=limit, offset=offset)

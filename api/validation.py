@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import Query
 from pydantic import AfterValidator
 
 
@@ -20,3 +21,8 @@ def _storable(value: str) -> str:
 
 
 StorableStr = Annotated[str, AfterValidator(_storable)]
+
+# Page size and position of list endpoints. The offset is bounded so that it
+# always fits Postgres' bigint.
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip")]
