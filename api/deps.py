@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import transaction
-from core.errors import Forbidden, InactiveUser, NotAuthenticated
+from core.errors import Forbidden, NotAuthenticated
 from core.models import User
 from core.security import decode_access_token
 from core.settings import Settings
@@ -66,10 +66,7 @@ async def get_current_user(
     user_id = decode_access_token(token, secret=settings.app.secret_key)
     if user_id is None:
         raise NotAuthenticated
-    user = await users.get_active(session, user_id)
-    if not user.is_active:
-        raise InactiveUser
-    return user
+    return await users.get_active(session, user_id)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

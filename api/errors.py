@@ -10,8 +10,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from api.middleware import TOO_LARGE_CODE
 from core.errors import AppError
+
+TOO_LARGE_CODE = "request_too_large"
+
+
+def too_large_message(limit: int) -> str:
+    """What a 413 says."""
+    return f"request body is larger than the limit of {limit} bytes"
 
 
 class ErrorBody(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import CurrentUser, SessionDep
 from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
-from api.validation import Limit, Offset, StorableStr
+from api.validation import Limit, Offset, Page, StorableStr
 from core.items import service
 from core.items.repository import SortKey
 
@@ -79,13 +79,8 @@ class ItemRead(BaseModel):
     updated_at: datetime
 
 
-class ItemPage(BaseModel):
+class ItemPage(Page[ItemRead]):
     """A page of items and how many match in all."""
-
-    items: list[ItemRead]
-    total: int
-    limit: int
-    offset: int
 
 
 NOT_FOUND = responses(*AUTH_ERRORS, 404)

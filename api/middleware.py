@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-TOO_LARGE_CODE = "request_too_large"
-
-
-def too_large_message(limit: int) -> str:
-    """What a 413 says."""
-    return f"request body is larger than the limit of {limit} bytes"
+from api.errors import TOO_LARGE_CODE, error_response, too_large_message
 
 
 class RequestTooLarge(HTTPException):
@@ -22,12 +15,6 @@ class RequestTooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(status_code=413, detail=too_large_message(limit))
-
-
-def _error_body(limit: int) -> bytes:
-    return json.dumps(
-        {"error": {"code": TOO_LARGE_CODE, "message": too_large_message(limit)}}
-    ).encode()
 
 
 class BodySizeLimit:
@@ -53,7 +40,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await self._reject(send)
+                    await self._reject(scope, receive, send)
                     return
 
         received = 0
@@ -79,22 +66,13 @@ class BodySizeLimit:
         except RequestTooLarge:
             if started:
                 raise
-            await self._reject(send)
+            await self._reject(scope, receive, send)
 
-    async def _reject(self, send: Send) -> None:
-        body = _error_body(self.max_bytes)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413, TOO_LARGE_CODE, too_large_message(self.max_bytes), {"Connection": "close"}
         )
-        await send({"type": "http.response.body", "body": body})
+        await response(scope, receive, send)
 
 
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"

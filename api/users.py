@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from api.auth import Password, UserRead
 from api.deps import CurrentUser, SessionDep, Superuser
 from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
-from api.validation import Limit, Offset, StorableStr
+from api.validation import Limit, Offset, Page, StorableStr
 from core.users import service
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -33,13 +33,8 @@ class UserUpdate(BaseModel):
         return self
 
 
-class UserPage(BaseModel):
+class UserPage(Page[UserRead]):
     """A page of users."""
-
-    items: list[UserRead]
-    total: int
-    limit: int
-    offset: int
 
 
 @router.get("/me", response_model=UserRead, responses=responses(*AUTH_ERRORS))

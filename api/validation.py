@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 
 
 def _storable(value: str) -> str:
@@ -26,3 +26,14 @@ StorableStr = Annotated[str, AfterValidator(_storable)]
 # always fits Postgres' bigint.
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip")]
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list endpoint and how many rows match in all."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from core.errors import AppError
 from core.settings import DatabaseSettings
 
 AfterCommit = Callable[[], Awaitable[None]]
@@ -70,3 +72,15 @@ async def transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
     for callback in callbacks:
         await callback()
+
+
+async def save_unique(session: AsyncSession, obj: object, conflict: AppError) -> None:
+    """Add and flush ``obj`` in a savepoint, then reload it. A constraint
+    violation (a concurrent request stored the same key) raises ``conflict``
+    and leaves the surrounding transaction usable."""
+    try:
+        async with session.begin_nested():
+            session.add(obj)
+    except IntegrityError:
+        raise conflict from None
+    await session.refresh(obj)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import save_unique
 from core.errors import Conflict, NotFound
 from core.items import repository
-from core.items.repository import SortKey
 from core.models import Item
 
 
@@ -27,21 +26,13 @@ async def get(session: AsyncSession, owner_id: UUID, item_id: UUID) -> Item:
     return item
 
 
-async def _flush(session: AsyncSession, item: Item) -> Item:
-    try:
-        async with session.begin_nested():
-            session.add(item)
-    except IntegrityError:  # a concurrent request stored the same sku
-        raise _duplicate(item.sku) from None
-    await session.refresh(item)
-    return item
-
-
 async def create(session: AsyncSession, owner_id: UUID, fields: Mapping[str, Any]) -> Item:
     """A new item; :class:`Conflict` when the owner already uses the sku."""
     if await repository.sku_taken(session, owner_id, fields["sku"]):
         raise _duplicate(fields["sku"])
-    return await _flush(session, Item(owner_id=owner_id, **fields))
+    item = Item(owner_id=owner_id, **fields)
+    await save_unique(session, item, _duplicate(item.sku))
+    return item
 
 
 async def update(
@@ -54,7 +45,8 @@ async def update(
         raise _duplicate(sku)
     for name, value in changes.items():
         setattr(item, name, value)
-    return await _flush(session, item)
+    await save_unique(session, item, _duplicate(item.sku))
+    return item
 
 
 async def delete(session: AsyncSession, owner_id: UUID, item_id: UUID) -> None:
@@ -63,14 +55,5 @@ async def delete(session: AsyncSession, owner_id: UUID, item_id: UUID) -> None:
     await session.flush()
 
 
-async def page(
-    session: AsyncSession,
-    owner_id: UUID,
-    *,
-    limit: int,
-    offset: int,
-    q: str | None,
-    sort: SortKey,
-) -> tuple[Sequence[Item], int]:
-    """A page of the owner's items."""
-    return await repository.page(session, owner_id, limit=limit, offset=offset, q=q, sort=sort)
+# A page of the owner's items.
+page = repository.page

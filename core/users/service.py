@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import Conflict, InvalidCredentials, NotAuthenticated
+from core.db import save_unique
+from core.errors import Conflict, InactiveUser, InvalidCredentials, NotAuthenticated
 from core.models import User
 from core.security import hash_password, verify_password
 from core.users import repository
@@ -24,15 +23,11 @@ async def register(
 ) -> User:
     """Create an account; :class:`Conflict` when the email is taken (in any case)."""
     email = normalize_email(email)
+    taken = Conflict("an account with this email already exists")
     if await repository.get_by_email(session, email) is not None:
-        raise Conflict("an account with this email already exists")
+        raise taken
     user = User(email=email, hashed_password=await hash_password(password), full_name=full_name)
-    try:
-        async with session.begin_nested():
-            session.add(user)
-    except IntegrityError:  # a concurrent registration won the race
-        raise Conflict("an account with this email already exists") from None
-    await session.refresh(user)
+    await save_unique(session, user, taken)
     return user
 
 
@@ -47,10 +42,13 @@ async def authenticate(session: AsyncSession, *, email: str, password: str) -> U
 
 
 async def get_active(session: AsyncSession, user_id: UUID) -> User:
-    """The user a token names; :class:`NotAuthenticated` when it no longer exists."""
+    """The user a token names: :class:`NotAuthenticated` when it no longer
+    exists, :class:`InactiveUser` when it is deactivated."""
     user = await repository.get(session, user_id)
     if user is None:
         raise NotAuthenticated
+    if not user.is_active:
+        raise InactiveUser
     return user
 
 
@@ -73,9 +71,8 @@ async def update_profile(
     return user
 
 
-async def page(session: AsyncSession, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
-    """A page of every user (superusers only; checked by the caller)."""
-    return await repository.page(session, limit=limit, offset=offset)
+# A page of every user (superusers only; checked by the caller).
+page = repository.page
 
 
 async def ensure_superuser(session: AsyncSession, *, email: str, password: str) -> bool:
