@@ -76,6 +76,7 @@ _DESCRIPTIONS = {
     404: "Not found (or not yours)",
     409: "Conflicts with a stored resource",
     413: "Request body too large",
+    415: "Unsupported media type (not a CSV file)",
     429: "Too many attempts; see Retry-After",
 }
 

@@ -7,25 +7,38 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response, status
+import anyio
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import CurrentUser, ProducerDep, SessionDep, SettingsDep
 from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
+from api.jobs import JobRead, accepted
 from api.validation import Limit, Offset, Page, StorableStr
-from core.items import service
+from core.errors import PayloadTooLarge, UnsupportedMediaType
+from core.items import fields, service, transfer
 from core.items.repository import SortKey
+from core.jobs import service as jobs
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"])
 
-Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-Name = Annotated[StorableStr, Field(min_length=1, max_length=200)]
-Description = Annotated[StorableStr, Field(max_length=10_000)]
+Sku = Annotated[
+    str, Field(min_length=1, max_length=fields.SKU_MAX_LENGTH, pattern=fields.SKU_PATTERN)
+]
+Name = Annotated[StorableStr, Field(min_length=1, max_length=fields.NAME_MAX_LENGTH)]
+Description = Annotated[StorableStr, Field(max_length=fields.DESCRIPTION_MAX_LENGTH)]
 # Numeric(12, 2) in the database; exact, and a string in JSON.
 Price = Annotated[
-    Decimal, Field(ge=0, le=Decimal("9999999999.99"), decimal_places=2, allow_inf_nan=False)
+    Decimal,
+    Field(
+        ge=0,
+        le=fields.PRICE_MAX,
+        decimal_places=fields.PRICE_DECIMAL_PLACES,
+        allow_inf_nan=False,
+    ),
 ]
-Quantity = Annotated[int, Field(ge=0, le=2_147_483_647)]
+Quantity = Annotated[int, Field(ge=0, le=fields.QUANTITY_MAX)]
 
 
 class ItemCreate(BaseModel):
@@ -84,6 +97,75 @@ class ItemPage(Page[ItemRead]):
 
 
 NOT_FOUND = responses(*AUTH_ERRORS, 404)
+SearchText = Annotated[StorableStr | None, Query(min_length=1, max_length=200)]
+
+
+@router.post(
+    "/import",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=responses(*AUTH_ERRORS, *BODY_ERRORS, 415),
+)
+async def import_items(
+    file: Annotated[UploadFile, File(description="CSV: sku,name,description,price,quantity")],
+    user: CurrentUser,
+    session: SessionDep,
+    producer: ProducerDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
+) -> JobRead:
+    """Queue an import of a CSV file. The header names the columns ``sku``,
+    ``name``, ``price``, ``quantity`` and optionally ``description``, in any
+    order. Each valid row creates or updates your item with that sku; invalid
+    rows are skipped and listed in the job's report."""
+    if file.content_type and file.content_type.split(";")[0].strip().lower() not in (
+        transfer.CSV_MEDIA_TYPES
+    ):
+        raise UnsupportedMediaType(
+            f"expected a CSV file (text/csv), got {file.content_type[:100]!r}"
+        )
+    limit = settings.jobs.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"file is larger than the limit of {limit} bytes")
+    try:
+        await anyio.to_thread.run_sync(transfer.inspect_upload, data)
+    except transfer.UploadProblem as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("body", "file"), "msg": str(exc), "input": None}]
+        ) from None
+    job = await jobs.enqueue(
+        session,
+        producer,
+        owner_id=user.id,
+        kind=transfer.IMPORT,
+        payload={"filename": (file.filename or "")[:200], "bytes": len(data)},
+        input_file=data,
+    )
+    return accepted(job, request, response)
+
+
+@router.post(
+    "/export",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=responses(*AUTH_ERRORS),
+)
+async def export_items(
+    user: CurrentUser,
+    session: SessionDep,
+    producer: ProducerDep,
+    request: Request,
+    response: Response,
+    q: SearchText = None,
+) -> JobRead:
+    """Queue an export of your items (those whose name contains ``q``, when
+    given) as CSV; download it from the job's ``/result``."""
+    job = await jobs.enqueue(
+        session, producer, owner_id=user.id, kind=transfer.EXPORT, payload={"q": q}
+    )
+    return accepted(job, request, response)
 
 
 @router.post(
@@ -104,7 +186,7 @@ async def list_items(
     session: SessionDep,
     limit: Limit = 50,
     offset: Offset = 0,
-    q: Annotated[StorableStr | None, Query(min_length=1, max_length=200)] = None,
+    q: SearchText = None,
     sort: SortKey = "-created_at",
 ) -> ItemPage:
     """Your items, filtered by ``q`` (case-insensitive, within the name) and sorted

@@ -24,6 +24,8 @@ from core.settings import Settings, load_settings_or_exit
 
 log = logging.getLogger(__name__)
 
+IMPORT_PATH = "/api/v1/items/import"
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Added innermost first: the size limit runs before any body is read, and
     # every response (errors and CORS preflights too) gets the security headers.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.http.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.http.max_request_bytes,
+        # The multipart envelope (boundary, part headers) around the file.
+        per_path={IMPORT_PATH: settings.jobs.max_upload_bytes + 64 * 1024},
+    )
     origins = settings.http.cors_origin_list
     if origins:
         app.add_middleware(

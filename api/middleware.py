@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,27 +22,29 @@ class RequestTooLarge(HTTPException):
 class BodySizeLimit:
     """Answer 413 to a body larger than ``max_bytes``: at once when the
     Content-Length says so, else as soon as the streamed body goes past it,
-    without ever holding more than the limit in memory."""
+    without ever holding more than the limit in memory. ``per_path`` gives
+    some paths (uploads) their own limit."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, *, skip_prefixes: tuple[str, ...] = ()
+        self, app: ASGIApp, max_bytes: int, *, per_path: Mapping[str, int] | None = None
     ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.skip_prefixes = skip_prefixes
+        self.default_max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.skip_prefixes):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.per_path.get(scope["path"], self.default_max_bytes)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await self._reject(scope, receive, send)
+                if declared > max_bytes:
+                    await self._reject(max_bytes, scope, receive, send)
                     return
 
         received = 0
@@ -51,8 +55,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise RequestTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise RequestTooLarge(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -66,11 +70,11 @@ class BodySizeLimit:
         except RequestTooLarge:
             if started:
                 raise
-            await self._reject(scope, receive, send)
+            await self._reject(max_bytes, scope, receive, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, max_bytes: int, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
-            413, TOO_LARGE_CODE, too_large_message(self.max_bytes), {"Connection": "close"}
+            413, TOO_LARGE_CODE, too_large_message(max_bytes), {"Connection": "close"}
         )
         await response(scope, receive, send)
 

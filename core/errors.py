@@ -75,3 +75,17 @@ class TooManyRequests(AppError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
+
+
+class PayloadTooLarge(AppError):
+    """An upload larger than the configured limit."""
+
+    status_code = 413
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    """An upload whose declared type is not one the route reads."""
+
+    status_code = 415
+    code = "unsupported_media_type"

@@ -18,7 +18,10 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 TASK_RUN_JOB = "jobs.run"
+TASK_RELAY = "jobs.relay"
 JOB_QUEUE = "jobs"
+# The relay has its own queue, so that it never waits behind a backlog of jobs.
+MAINTENANCE_QUEUE = "maintenance"
 # Hard limit on one task run; the broker's visibility timeout must be longer, or
 # Redis would hand a still-running task to a second worker.
 TASK_TIME_LIMIT_SECONDS = 30 * 60
@@ -53,6 +56,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": TASK_TIME_LIMIT_SECONDS,
         "task_soft_time_limit": TASK_TIME_LIMIT_SECONDS - 60,
         "task_default_queue": JOB_QUEUE,
+        "task_routes": {TASK_RELAY: {"queue": MAINTENANCE_QUEUE}},
+        # Every few seconds the scheduler asks a worker to run the relay. A
+        # relay message older than two intervals is dropped: a newer one exists.
+        "beat_schedule": {
+            "relay": {
+                "task": TASK_RELAY,
+                "schedule": settings.jobs.relay_interval_seconds,
+                "options": {"expires": 2 * settings.jobs.relay_interval_seconds},
+            }
+        },
         "task_serializer": "json",
         "accept_content": ["json"],
         "worker_prefetch_multiplier": 1,

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -194,6 +194,35 @@ class WebSettings(_Base):
     graceful_timeout: int = Field(default=20, ge=1)
 
 
+class JobSettings(_Base):
+    """Background jobs: uploads, retries and the relay's timing."""
+
+    # Largest CSV accepted by POST /api/v1/items/import (413 beyond it).
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    # Runs of one job before it is failed for good (a job whose worker keeps
+    # dying is not retried forever).
+    max_job_attempts: int = Field(default=3, ge=1, le=100)
+    # How often a running job proves it is alive.
+    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # A running job silent for this long is taken back from its (dead) worker.
+    job_stale_after_seconds: float = Field(default=60.0, gt=0)
+    # A job still queued this long after its message was sent is sent again.
+    job_resend_after_seconds: float = Field(default=30.0, gt=0)
+    # How often the scheduler runs the relay.
+    relay_interval_seconds: float = Field(default=5.0, gt=0)
+    # CSV rows validated and written per database round trip.
+    import_batch_rows: int = Field(default=5000, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _heartbeat_beats_staleness(self) -> JobSettings:
+        if self.job_stale_after_seconds < 2 * self.job_heartbeat_seconds:
+            raise ValueError(
+                "JOB_STALE_AFTER_SECONDS must be at least twice JOB_HEARTBEAT_SECONDS, "
+                "or live jobs would be taken back from their workers"
+            )
+        return self
+
+
 class Settings(BaseModel):
     """All settings, grouped by concern."""
 
@@ -203,6 +232,7 @@ class Settings(BaseModel):
     db: DatabaseSettings
     redis: RedisSettings
     web: WebSettings
+    jobs: JobSettings
 
 
 # Values of these variables may hold credentials and are never echoed back.
@@ -215,7 +245,8 @@ def _describe(error: ValidationError) -> str:
         field = str(item["loc"][0]) if item["loc"] else "?"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "value_error":
-            problems.append(f"{field.upper()} {message}")
+            # A model-level check names its variables in the message itself.
+            problems.append(f"{field.upper()} {message}" if item["loc"] else message)
             continue
         shown = "" if field in _SECRET_FIELDS else f" (got {item.get('input')!r})"
         problems.append(f"{field.upper()}: {message}{shown}")
@@ -236,6 +267,7 @@ def load_settings() -> Settings:
         ("db", DatabaseSettings),
         ("redis", RedisSettings),
         ("web", WebSettings),
+        ("jobs", JobSettings),
     ):
         try:
             groups[name] = cls()

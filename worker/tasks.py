@@ -6,7 +6,8 @@ import logging
 from uuid import UUID
 
 from core.jobs import service
-from core.queue import TASK_RUN_JOB
+from core.queue import TASK_RELAY, TASK_RUN_JOB
+from core.settings import get_settings
 from worker.app import app
 from worker.runner import run
 
@@ -17,6 +18,26 @@ log = logging.getLogger(__name__)
 def run_job(job_id: str) -> str:
     """Run job ``job_id``. Idempotent: a duplicate message finds the job no
     longer queued and does nothing."""
-    outcome = run(lambda sessionmaker: service.run(sessionmaker, UUID(job_id)))
+    settings = get_settings()
+    kinds = service.handlers(settings.app.environment)
+    outcome = run(
+        lambda sessionmaker: service.run(
+            sessionmaker, UUID(job_id), settings=settings.jobs, kinds=kinds
+        )
+    )
     log.info("job %s: %s", job_id, outcome)
     return outcome
+
+
+@app.task(name=TASK_RELAY)
+def relay() -> dict[str, int]:
+    """Re-send lost jobs and recover those of dead workers (see
+    :func:`core.jobs.service.relay`). The scheduler sends this every
+    RELAY_INTERVAL_SECONDS."""
+    report = run(lambda sessionmaker: service.relay(sessionmaker, app, get_settings().jobs))
+    return {
+        "failed": len(report.failed),
+        "requeued": len(report.requeued),
+        "resent": len(report.resent),
+        "sent": report.sent,
+    }

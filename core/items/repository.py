@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
@@ -33,6 +34,39 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _matching(owner_id: UUID, q: str | None) -> list[ColumnElement[bool]]:
+    """The owner's items, and those whose name contains ``q`` (any case)."""
+    where: list[ColumnElement[bool]] = [Item.owner_id == owner_id]
+    if q:
+        where.append(Item.name.ilike(f"%{_escape_like(q)}%", escape="\\"))
+    return where
+
+
+async def count_matching(session: AsyncSession, owner_id: UUID, *, q: str | None) -> int:
+    """How many of the owner's items match ``q``."""
+    query = select(func.count()).select_from(Item).where(*_matching(owner_id, q))
+    return await session.scalar(query) or 0
+
+
+ExportRow = tuple[str, str, str | None, Decimal, int]
+
+
+async def stream_for_export(
+    session: AsyncSession, owner_id: UUID, *, q: str | None, chunk_size: int = 5000
+) -> AsyncIterator[Sequence[ExportRow]]:
+    """The matching items' CSV columns, sorted by sku, in chunks read through
+    a server-side cursor (the whole table is never held as ORM objects)."""
+    query = (
+        select(Item.sku, Item.name, Item.description, Item.price, Item.quantity)
+        .where(*_matching(owner_id, q))
+        .order_by(Item.sku)
+        .execution_options(yield_per=chunk_size)
+    )
+    result = await session.stream(query)
+    async for chunk in result.partitions(chunk_size):
+        yield [tuple(row) for row in chunk]  # type: ignore[misc]
+
+
 async def page(
     session: AsyncSession,
     owner_id: UUID,
@@ -43,16 +77,14 @@ async def page(
     sort: SortKey,
 ) -> tuple[Sequence[Item], int]:
     """A page of the owner's items and how many match in all."""
-    where: list[ColumnElement[bool]] = [Item.owner_id == owner_id]
-    if q:
-        where.append(Item.name.ilike(f"%{_escape_like(q)}%", escape="\\"))
+    where = _matching(owner_id, q)
     column = {"created_at": Item.created_at, "name": Item.name, "price": Item.price}[
         sort.lstrip("-")
     ]
     order = column.desc() if sort.startswith("-") else column.asc()
     # The id breaks ties, so that pages never overlap or skip rows.
     tie = Item.id.desc() if sort.startswith("-") else Item.id.asc()
-    total = await session.scalar(select(func.count()).select_from(Item).where(*where)) or 0
+    total = await count_matching(session, owner_id, q=q)
     rows = await session.scalars(
         select(Item).where(*where).order_by(order, tie).limit(limit).offset(offset)
     )

@@ -1,14 +1,24 @@
-"""SQL for jobs. No commits here: the session's owner commits."""
+"""SQL for jobs. No commits here: the session's owner commits.
+
+A run of a job is identified by ``(id, attempts)``: every claim increments
+``attempts``, and every write a run makes afterwards (progress, heartbeat, the
+outcome) matches on both. A run whose job was cancelled, or taken back by the
+relay and claimed again, therefore changes nothing.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Job, JobStatus
+
+ACTIVE = (JobStatus.queued, JobStatus.running)
 
 
 async def get(session: AsyncSession, job_id: UUID) -> Job | None:
@@ -21,28 +31,78 @@ async def get_owned(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job 
     return await session.scalar(select(Job).where(Job.id == job_id, Job.owner_id == owner_id))
 
 
+async def page(
+    session: AsyncSession,
+    owner_id: UUID,
+    *,
+    limit: int,
+    offset: int,
+    status: JobStatus | None = None,
+    kind: str | None = None,
+) -> tuple[Sequence[Job], int]:
+    """A page of the owner's jobs, newest first, and how many match in all."""
+    where: list[ColumnElement[bool]] = [Job.owner_id == owner_id]
+    if status is not None:
+        where.append(Job.status == status)
+    if kind is not None:
+        where.append(Job.kind == kind)
+    total = await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+    rows = await session.scalars(
+        select(Job)
+        .where(*where)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return rows.all(), total
+
+
 async def create(
-    session: AsyncSession, *, kind: str, payload: dict[str, Any], owner_id: UUID | None = None
+    session: AsyncSession,
+    *,
+    owner_id: UUID,
+    kind: str,
+    payload: dict[str, Any],
+    input_file: bytes | None = None,
 ) -> Job:
     """Insert a queued job and flush it, so that its defaults are loaded."""
-    job = Job(kind=kind, payload=payload, status=JobStatus.queued, owner_id=owner_id)
+    job = Job(
+        owner_id=owner_id,
+        kind=kind,
+        payload=payload,
+        input_file=input_file,
+        status=JobStatus.queued,
+    )
     session.add(job)
     await session.flush()
     await session.refresh(job)
     return job
 
 
+async def input_file(session: AsyncSession, job_id: UUID) -> bytes | None:
+    """The job's uploaded file."""
+    return await session.scalar(select(Job.input_file).where(Job.id == job_id))
+
+
+async def result_file(session: AsyncSession, job_id: UUID) -> bytes | None:
+    """The file the job produced."""
+    return await session.scalar(select(Job.result_file).where(Job.id == job_id))
+
+
 async def claim(session: AsyncSession, job_id: UUID) -> Job | None:
-    """Atomically move a queued job to running. Returns None when another
-    worker has it already or it is no longer queued, so a duplicate message
-    is a no-op."""
+    """Atomically move a queued job to running and count the attempt.
+
+    Returns None when the job is not queued (missing, claimed by another
+    worker, finished or cancelled), so a duplicate message is a no-op.
+    """
     statement = (
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.queued)
         .values(
             status=JobStatus.running,
             attempts=Job.attempts + 1,
-            started_at=func.coalesce(Job.started_at, func.now()),
+            progress=0,
+            started_at=func.now(),
             heartbeat_at=func.now(),
         )
         .returning(Job)
@@ -51,27 +111,128 @@ async def claim(session: AsyncSession, job_id: UUID) -> Job | None:
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+def _this_run(job_id: UUID, attempt: int) -> tuple[ColumnElement[bool], ...]:
+    return (Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.running)
+
+
+async def touch(
+    session: AsyncSession,
+    job_id: UUID,
+    attempt: int,
+    *,
+    progress: int | None = None,
+    counts: dict[str, int] | None = None,
+) -> bool:
+    """Record a heartbeat (and progress) of a run. False when the run no
+    longer owns the job: it was cancelled or taken back."""
+    values: dict[str, Any] = {"heartbeat_at": func.now()}
+    if progress is not None:
+        values["progress"] = max(0, min(progress, 100))
+    if counts is not None:
+        values["counts"] = counts
+    statement = update(Job).where(*_this_run(job_id, attempt)).values(**values).returning(Job.id)
+    return (await session.execute(statement)).first() is not None
+
+
 async def finish(
     session: AsyncSession,
     job_id: UUID,
+    attempt: int,
     *,
     status: JobStatus,
     result: dict[str, Any] | None = None,
+    counts: dict[str, int] | None = None,
+    result_file: bytes | None = None,
     error: str | None = None,
-) -> None:
-    """Record the outcome of a running job."""
-    await session.execute(
+) -> bool:
+    """Record the outcome of a run. False (and nothing written) when the run
+    no longer owns the job."""
+    values: dict[str, Any] = {
+        "status": status,
+        "result": result,
+        "result_file": result_file,
+        "error": error,
+        # The run's transaction may be long: record when it really ended.
+        "finished_at": func.clock_timestamp(),
+        "heartbeat_at": func.clock_timestamp(),
+    }
+    if status is JobStatus.succeeded:
+        values["progress"] = 100
+    if counts is not None:
+        values["counts"] = counts
+    statement = update(Job).where(*_this_run(job_id, attempt)).values(**values).returning(Job.id)
+    return (await session.execute(statement)).first() is not None
+
+
+async def cancel(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job | None:
+    """Cancel the owner's queued or running job; None when it is not active."""
+    statement = (
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running)
-        .values(
-            status=status,
-            result=result,
-            error=error,
-            progress=100 if status is JobStatus.succeeded else Job.progress,
-            finished_at=func.now(),
-            heartbeat_at=func.now(),
-        )
+        .where(Job.id == job_id, Job.owner_id == owner_id, Job.status.in_(ACTIVE))
+        .values(status=JobStatus.cancelled, finished_at=func.now())
+        .returning(Job)
+        .execution_options(populate_existing=True)
     )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def fail_abandoned(
+    session: AsyncSession, *, stale_after: timedelta, max_attempts: int
+) -> Sequence[UUID]:
+    """Fail running jobs whose worker went silent on their last allowed attempt."""
+    statement = (
+        update(Job)
+        .where(
+            Job.status == JobStatus.running,
+            Job.heartbeat_at < func.now() - stale_after,
+            Job.attempts >= max_attempts,
+        )
+        .values(
+            status=JobStatus.failed,
+            finished_at=func.now(),
+            error=func.concat(
+                "the worker running this job stopped responding (killed or crashed) on all ",
+                Job.attempts,
+                f" attempts; giving up (MAX_JOB_ATTEMPTS={max_attempts})",
+            ),
+        )
+        .returning(Job.id)
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def requeue_abandoned(
+    session: AsyncSession, *, stale_after: timedelta, max_attempts: int
+) -> Sequence[UUID]:
+    """Put back in the queue running jobs whose worker went silent (it died),
+    while they have attempts left."""
+    statement = (
+        update(Job)
+        .where(
+            Job.status == JobStatus.running,
+            Job.heartbeat_at < func.now() - stale_after,
+            Job.attempts < max_attempts,
+        )
+        .values(status=JobStatus.queued, enqueued_at=func.now())
+        .returning(Job.id)
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def resend_due(session: AsyncSession, *, older_than: timedelta, limit: int) -> Sequence[UUID]:
+    """Queued jobs whose last message is older than ``older_than``: their
+    message was probably lost (broker down, worker killed holding it). Marks
+    them as sent now. Rows locked by a concurrent relay are skipped."""
+    due = (
+        select(Job.id)
+        .where(Job.status == JobStatus.queued, Job.enqueued_at < func.now() - older_than)
+        .order_by(Job.enqueued_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = update(Job).where(Job.id.in_(due)).values(enqueued_at=func.now()).returning(Job.id)
+    return (await session.scalars(statement)).all()
 
 
 async def count_by_status(session: AsyncSession) -> dict[str, int]:

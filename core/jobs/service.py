@@ -1,11 +1,30 @@
-"""Job logic shared by the API (create, read) and the worker (claim, run)."""
+"""Job logic shared by the API (create, read, cancel), the worker (claim, run)
+and the scheduler's relay (recover lost and abandoned jobs).
+
+Delivery works like this:
+
+1. the API commits the job row, then sends a message naming its id; if the
+   broker is down the job simply stays ``queued``;
+2. a worker claims the job atomically (``queued`` -> ``running``, attempts + 1)
+   and runs it; a duplicate message finds it no longer queued and does nothing;
+3. the run heartbeats while it works and records its outcome in the same
+   transaction as its effects, fenced on its attempt number;
+4. the relay re-sends jobs left ``queued`` (lost message) and takes back
+   ``running`` jobs whose heartbeat stopped (dead worker), until
+   MAX_JOB_ATTEMPTS is spent, after which the job is ``failed``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -13,41 +32,74 @@ from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import after_commit, transaction
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
+from core.items import transfer
 from core.jobs import repository
+from core.jobs.context import JobContext, JobError, JobLost, Output
 from core.models import Job, JobStatus
 from core.queue import send_job
+from core.settings import JobSettings
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AsyncSession, Job], Awaitable[dict[str, Any]]]
-Outcome = Literal["succeeded", "failed", "skipped"]
+Handler = Callable[[AsyncSession, JobContext], Awaitable[Output]]
+Outcome = Literal["succeeded", "failed", "skipped", "lost"]
 
 
-async def _ping(session: AsyncSession, job: Job) -> dict[str, Any]:
+async def _ping(session: AsyncSession, ctx: JobContext) -> Output:
     """The smallest real job: proves the worker reads and writes Postgres."""
-    return {
-        "pong": job.payload.get("message", "pong"),
-        "worker": socket.gethostname(),
-        "pid": os.getpid(),
-    }
+    return Output(
+        result={
+            "pong": ctx.job.payload.get("message", "pong"),
+            "worker": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+    )
 
 
-HANDLERS: dict[str, Handler] = {"ping": _ping}
+async def _crash(session: AsyncSession, ctx: JobContext) -> Output:
+    """A poison job: kills the process running it, every time. Only outside
+    production, to prove that such a job ends ``failed`` instead of looping."""
+    log.warning("job %s: debug.crash is killing worker process %s", ctx.id, os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+PING = "ping"
+CRASH = "debug.crash"
+HANDLERS: Mapping[str, Handler] = {
+    PING: _ping,
+    transfer.IMPORT: transfer.import_items,
+    transfer.EXPORT: transfer.export_items,
+}
+# Kinds no API route creates; outside production a test inserts them directly.
+DEBUG_HANDLERS: Mapping[str, Handler] = {CRASH: _crash}
+KINDS = tuple(HANDLERS)
+
+
+def handlers(environment: str) -> Mapping[str, Handler]:
+    """The handlers a worker in ``environment`` runs."""
+    if environment == "production":
+        return HANDLERS
+    return {**HANDLERS, **DEBUG_HANDLERS}
 
 
 async def enqueue(
     session: AsyncSession,
     producer: Celery,
     *,
+    owner_id: UUID,
     kind: str,
     payload: dict[str, Any],
-    owner_id: UUID | None = None,
+    input_file: bytes | None = None,
 ) -> Job:
-    """Record a queued job; its message is sent once the transaction commits."""
+    """Record a queued job; its message is sent once the transaction commits.
+    A failed send leaves the job queued for the relay."""
     if kind not in HANDLERS:
         raise ValueError(f"unknown job kind {kind!r}")
-    job = await repository.create(session, kind=kind, payload=payload, owner_id=owner_id)
+    job = await repository.create(
+        session, owner_id=owner_id, kind=kind, payload=payload, input_file=input_file
+    )
     job_id = job.id
 
     async def _send() -> None:
@@ -57,38 +109,155 @@ async def enqueue(
     return job
 
 
-async def get(session: AsyncSession, job_id: UUID, *, owner_id: UUID | None = None) -> Job:
-    """The job (only if ``owner_id`` owns it, when given), or :class:`NotFound`."""
-    if owner_id is None:
-        job = await repository.get(session, job_id)
-    else:
-        job = await repository.get_owned(session, owner_id, job_id)
+async def get(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job:
+    """The owner's job. Another user's job is reported exactly like a missing one."""
+    job = await repository.get_owned(session, owner_id, job_id)
     if job is None:
         raise NotFound("job not found")
     return job
 
 
-async def run(sessionmaker: async_sessionmaker[AsyncSession], job_id: UUID) -> Outcome:
-    """Claim job ``job_id`` and run its handler. Safe to call twice for the same
-    id: only the call that claims the job runs it."""
+async def cancel(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job:
+    """Cancel a queued or running job. A running job's work is rolled back at
+    its next progress report or when it tries to record its outcome."""
+    job = await repository.cancel(session, owner_id, job_id)
+    if job is None:
+        existing = await get(session, owner_id, job_id)
+        raise Conflict(
+            f"job is already {existing.status.value}; only queued or running jobs can be cancelled"
+        )
+    return job
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """A job's downloadable result."""
+
+    content: bytes
+    media_type: str
+    filename: str
+
+
+async def result(
+    session: AsyncSession, owner_id: UUID, job_id: UUID
+) -> dict[str, Any] | ResultFile:
+    """The result of a succeeded job: a file (an export) or JSON (an import's
+    report). :class:`Conflict` while the job has no result."""
+    job = await get(session, owner_id, job_id)
+    if job.status is not JobStatus.succeeded:
+        raise Conflict(f"job is {job.status.value}; a result exists only once it has succeeded")
+    if job.kind == transfer.EXPORT:
+        content = await repository.result_file(session, job_id) or b""
+        return ResultFile(content, "text/csv; charset=utf-8", f"items-{job_id}.csv")
+    return job.result or {}
+
+
+async def run(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job_id: UUID,
+    *,
+    settings: JobSettings,
+    kinds: Mapping[str, Handler] = HANDLERS,
+) -> Outcome:
+    """Claim job ``job_id`` and run its handler. Safe to call any number of
+    times for the same id: only a call that claims the job runs it."""
     async with sessionmaker() as session, transaction(session):
         job = await repository.claim(session, job_id)
     if job is None:
         log.info("job %s is not queued (missing, running elsewhere or done); skipping", job_id)
         return "skipped"
 
-    handler = HANDLERS.get(job.kind)
+    ctx = JobContext(job, sessionmaker, settings)
+    heartbeat = asyncio.create_task(ctx.keep_alive(settings.job_heartbeat_seconds))
     try:
+        handler = kinds.get(job.kind)
         if handler is None:
-            raise LookupError(f"no handler for job kind {job.kind!r}")
+            raise JobError(f"this worker has no handler for job kind {job.kind!r}")
         async with sessionmaker() as session, transaction(session):
-            result = await handler(session, job)
-            await repository.finish(session, job_id, status=JobStatus.succeeded, result=result)
+            output = await handler(session, ctx)
+            recorded = await repository.finish(
+                session,
+                job_id,
+                ctx.attempt,
+                status=JobStatus.succeeded,
+                result=output.result,
+                counts=output.counts,
+                result_file=output.result_file,
+            )
+            if not recorded:
+                raise JobLost
+    except JobLost:
+        log.info(
+            "job %s attempt %d: cancelled or taken over; its work is rolled back",
+            job_id,
+            ctx.attempt,
+        )
+        return "lost"
     except Exception as exc:
-        log.exception("job %s failed", job_id)
+        if isinstance(exc, JobError):
+            log.info("job %s failed: %s", job_id, exc)
+            error = str(exc)
+        else:
+            log.exception("job %s failed", job_id)
+            error = f"unexpected {type(exc).__name__} in the worker; its log has the details"
         async with sessionmaker() as session, transaction(session):
             await repository.finish(
-                session, job_id, status=JobStatus.failed, error=f"{type(exc).__name__}: {exc}"
+                session, job_id, ctx.attempt, status=JobStatus.failed, error=error
             )
         return "failed"
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     return "succeeded"
+
+
+@dataclass(frozen=True)
+class RelayReport:
+    """What one relay pass did."""
+
+    failed: Sequence[UUID]
+    requeued: Sequence[UUID]
+    resent: Sequence[UUID]
+    sent: int
+
+
+async def relay(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    producer: Celery,
+    settings: JobSettings,
+    *,
+    limit: int = 1000,
+) -> RelayReport:
+    """Recover jobs: fail those out of attempts whose worker died, take back
+    the other abandoned ones, and re-send queued jobs whose message is overdue.
+    Safe to run concurrently (row locks are skipped, updates are conditional)."""
+    stale_after = timedelta(seconds=settings.job_stale_after_seconds)
+    async with sessionmaker() as session, transaction(session):
+        failed = await repository.fail_abandoned(
+            session, stale_after=stale_after, max_attempts=settings.max_job_attempts
+        )
+        requeued = await repository.requeue_abandoned(
+            session, stale_after=stale_after, max_attempts=settings.max_job_attempts
+        )
+        resent = await repository.resend_due(
+            session,
+            older_than=timedelta(seconds=settings.job_resend_after_seconds),
+            limit=limit,
+        )
+    sent = 0
+    for job_id in (*requeued, *resent):
+        if not await send_job(producer, job_id):
+            break  # the broker is down; the rest go out on a later pass
+        sent += 1
+    report = RelayReport(failed, requeued, resent, sent)
+    if failed or requeued or resent:
+        log.info(
+            "relay: %d failed (out of attempts), %d taken back from dead workers, "
+            "%d re-sent; %d messages sent",
+            len(failed),
+            len(requeued),
+            len(resent),
+            sent,
+        )
+    return report

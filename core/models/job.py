@@ -14,9 +14,11 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -42,10 +44,11 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("progress BETWEEN 0 AND 100", name="progress_range"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
+        Index("ix_jobs_owner_id_created_at", "owner_id", "created_at"),
     )
 
-    owner_id: Mapped[UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    owner_id: Mapped[UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
     )
     kind: Mapped[str] = mapped_column(String(64), nullable=False)
     status: Mapped[JobStatus] = mapped_column(
@@ -57,8 +60,20 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     progress: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    # Row counts the job reports as it goes (an import: created, updated, ...).
+    counts: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
+    # Small JSON outcome (an import's report); large outputs go to result_file.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
+    # Files live in Postgres, not on a disk: the API and the worker may share
+    # none (Render). Deferred, so that listing jobs never loads them.
+    input_file: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    result_file: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # When a broker message for this job was last sent; the relay re-sends
+    # queued jobs whose message seems lost.
+    enqueued_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -30,9 +30,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from api.main import create_app
-from core.db import create_engine
+from core.db import create_engine, create_sessionmaker, transaction
+from core.models import User
 from core.queue import create_producer
-from core.settings import Settings, get_settings
+from core.settings import JobSettings, Settings, get_settings
 
 
 @pytest.fixture(scope="session")
@@ -158,3 +159,40 @@ async def user_headers(client: httpx.AsyncClient) -> dict[str, str]:
     """A fresh user's Authorization headers."""
     user = await register(client)
     return await token_headers(client, user["email"])
+
+
+@pytest.fixture
+def job_settings(settings: Settings) -> JobSettings:
+    """Job settings with tiny import batches, so that tests cross batch edges."""
+    return settings.jobs.model_copy(update={"import_batch_rows": 3})
+
+
+@pytest.fixture
+async def owner(sessionmaker: async_sessionmaker[AsyncSession]) -> User:
+    """A user stored in the test's transaction."""
+    async with sessionmaker() as session, transaction(session):
+        user = User(email=f"owner-{uuid.uuid4().hex[:12]}@example.com", hashed_password="x")
+        session.add(user)
+    return user
+
+
+async def user_id(client: httpx.AsyncClient, headers: dict[str, str]) -> uuid.UUID:
+    """The id of the user the headers authenticate."""
+    response = await client.get("/api/v1/users/me", headers=headers)
+    assert response.status_code == 200, response.text
+    return uuid.UUID(response.json()["id"])
+
+
+@pytest.fixture
+async def committed(
+    engine: AsyncEngine,
+) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], User]]:
+    """Sessions on separate pooled connections that really commit (for
+    concurrency), and a user whose deletion at the end removes what they made."""
+    maker = create_sessionmaker(engine)
+    async with maker() as session, transaction(session):
+        user = User(email=f"committed-{uuid.uuid4().hex[:12]}@example.com", hashed_password="x")
+        session.add(user)
+    yield maker, user
+    async with maker() as session, transaction(session):
+        await session.delete(await session.get(User, user.id))

@@ -1,4 +1,5 @@
-"""Jobs through the API and the domain service, on the real database."""
+"""Jobs through the API, the domain service and the relay, on the real database
+and the real broker (messages go to Redis db 1, which no worker consumes)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 from celery import Celery
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import create_sessionmaker, transaction
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.jobs import repository, service
-from core.models import Job, JobStatus
+from core.jobs.context import JobContext, Output
+from core.models import Item, Job, JobStatus, User
+from core.settings import JobSettings
 from tests.integration.conftest import register, token_headers
 
 
@@ -27,6 +31,7 @@ async def test_create_ping_job(
     body = response.json()
     assert body["status"] == "queued"
     assert body["kind"] == "ping"
+    assert body["counts"] == {}
     assert response.headers["location"].endswith(f"/api/v1/jobs/{body['id']}")
     job = await session.get(Job, UUID(body["id"]))
     assert job is not None
@@ -37,8 +42,38 @@ async def test_create_ping_job(
     assert fetched.json()["id"] == body["id"]
 
     someone_else = await token_headers(client, (await register(client))["email"])
-    hidden = await client.get(f"/api/v1/jobs/{body['id']}", headers=someone_else)
-    assert hidden.status_code == 404
+    for method, path in [
+        ("GET", ""),
+        ("GET", "/result"),
+        ("POST", "/cancel"),
+    ]:
+        hidden = await client.request(
+            method, f"/api/v1/jobs/{body['id']}{path}", headers=someone_else
+        )
+        assert hidden.status_code == 404, (method, path)
+
+
+async def test_ping_result_after_the_run(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: dict[str, str],
+    job_settings: JobSettings,
+) -> None:
+    created = await client.post("/api/v1/jobs/ping", json={"message": "hi"}, headers=user_headers)
+    job_id = created.json()["id"]
+    early = await client.get(f"/api/v1/jobs/{job_id}/result", headers=user_headers)
+    assert early.status_code == 409
+    assert "queued" in early.json()["error"]["message"]
+
+    assert await service.run(sessionmaker, UUID(job_id), settings=job_settings) == "succeeded"
+    result = await client.get(f"/api/v1/jobs/{job_id}/result", headers=user_headers)
+    assert result.status_code == 200
+    assert result.json()["pong"] == "hi"
+    job = (await client.get(f"/api/v1/jobs/{job_id}", headers=user_headers)).json()
+    assert job["status"] == "succeeded"
+    assert job["progress"] == 100
+    assert job["attempts"] == 1
+    assert job["finished_at"] is not None
 
 
 async def test_unknown_job_is_404_in_the_error_shape(
@@ -53,6 +88,8 @@ async def test_unknown_job_is_404_in_the_error_shape(
     ("path", "body"),
     [
         ("/api/v1/jobs/not-a-uuid", None),
+        ("/api/v1/jobs?status=sleeping", None),
+        ("/api/v1/jobs?limit=0", None),
         ("/api/v1/jobs/ping", {"message": "x" * 201}),
         ("/api/v1/jobs/ping", {"unexpected": 1}),
     ],
@@ -71,18 +108,126 @@ async def test_bad_input_is_422(
     assert response.status_code == 422
 
 
+async def test_list_own_jobs_filtered_and_paginated(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: dict[str, str],
+    job_settings: JobSettings,
+) -> None:
+    ids = []
+    for n in range(3):
+        created = await client.post(
+            "/api/v1/jobs/ping", json={"message": str(n)}, headers=user_headers
+        )
+        ids.append(created.json()["id"])
+    await client.post("/api/v1/items/export", headers=user_headers)
+    await service.run(sessionmaker, UUID(ids[0]), settings=job_settings)
+    other = await token_headers(client, (await register(client))["email"])
+    await client.post("/api/v1/jobs/ping", json={}, headers=other)
+
+    everything = (await client.get("/api/v1/jobs", headers=user_headers)).json()
+    assert everything["total"] == 4
+    pings = (await client.get("/api/v1/jobs?kind=ping&limit=2", headers=user_headers)).json()
+    assert pings["total"] == 3
+    assert len(pings["items"]) == 2
+    rest = (
+        await client.get("/api/v1/jobs?kind=ping&limit=2&offset=2", headers=user_headers)
+    ).json()
+    seen = {j["id"] for j in pings["items"]} | {j["id"] for j in rest["items"]}
+    assert seen == set(ids)
+    done = (await client.get("/api/v1/jobs?status=succeeded", headers=user_headers)).json()
+    assert [j["id"] for j in done["items"]] == [ids[0]]
+    exports = (await client.get("/api/v1/jobs?kind=items.export", headers=user_headers)).json()
+    assert exports["total"] == 1
+
+
+async def test_cancel_a_queued_job(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: dict[str, str],
+    job_settings: JobSettings,
+) -> None:
+    job_id = (await client.post("/api/v1/jobs/ping", json={}, headers=user_headers)).json()["id"]
+    cancelled = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=user_headers)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["finished_at"] is not None
+    # Its message may still arrive: the worker then finds nothing to run.
+    assert await service.run(sessionmaker, UUID(job_id), settings=job_settings) == "skipped"
+    again = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=user_headers)
+    assert again.status_code == 409
+    assert "already cancelled" in again.json()["error"]["message"]
+
+
+async def test_cancelling_a_running_job_rolls_its_work_back(
+    committed: tuple[async_sessionmaker[AsyncSession], User], job_settings: JobSettings
+) -> None:
+    sessionmaker, owner = committed
+
+    async def cancelled_midway(session: AsyncSession, ctx: JobContext) -> Output:
+        session.add(Item(owner_id=ctx.job.owner_id, sku="half-done", name="x", price=1, quantity=1))
+        await session.flush()
+        async with sessionmaker() as other, transaction(other):
+            await service.cancel(other, ctx.job.owner_id, ctx.id)
+        await ctx.progress(50)  # notices the cancellation and stops
+        raise AssertionError("progress should have raised JobLost")
+
+    async with sessionmaker() as session, transaction(session):
+        job = await repository.create(session, owner_id=owner.id, kind="ping", payload={})
+    outcome = await service.run(
+        sessionmaker, job.id, settings=job_settings, kinds={"ping": cancelled_midway}
+    )
+    assert outcome == "lost"
+    async with sessionmaker() as session:
+        assert await session.scalar(select(Item).where(Item.sku == "half-done")) is None
+        stored = await session.get(Job, job.id)
+        assert stored is not None
+        assert stored.status is JobStatus.cancelled
+
+
+async def test_a_run_that_lost_its_job_records_nothing(
+    committed: tuple[async_sessionmaker[AsyncSession], User], job_settings: JobSettings
+) -> None:
+    """The relay took the job back (and a second run claimed it) while the
+    first run was still going: the first run's outcome and effects are dropped."""
+    sessionmaker, owner = committed
+
+    async def overtaken(session: AsyncSession, ctx: JobContext) -> Output:
+        session.add(Item(owner_id=ctx.job.owner_id, sku="first-run", name="x", price=1, quantity=1))
+        async with sessionmaker() as other, transaction(other):
+            await other.execute(
+                text("UPDATE jobs SET attempts = attempts + 1 WHERE id = :id"), {"id": ctx.id}
+            )
+        return Output(result={"from": "first run"})
+
+    async with sessionmaker() as session, transaction(session):
+        job = await repository.create(session, owner_id=owner.id, kind="ping", payload={})
+    outcome = await service.run(
+        sessionmaker, job.id, settings=job_settings, kinds={"ping": overtaken}
+    )
+    assert outcome == "lost"
+    async with sessionmaker() as session:
+        assert await session.scalar(select(Item).where(Item.sku == "first-run")) is None
+        stored = await session.get(Job, job.id)
+        assert stored is not None
+        assert stored.status is JobStatus.running
+        assert stored.result is None
+
+
 async def test_run_claims_once_and_records_the_result(
-    sessionmaker: async_sessionmaker[AsyncSession], producer: Celery
+    sessionmaker: async_sessionmaker[AsyncSession], owner: User, job_settings: JobSettings
 ) -> None:
     async with sessionmaker() as session, transaction(session):
-        job = await repository.create(session, kind="ping", payload={"message": "hi"})
+        job = await repository.create(
+            session, owner_id=owner.id, kind="ping", payload={"message": "hi"}
+        )
 
-    assert await service.run(sessionmaker, job.id) == "succeeded"
+    assert await service.run(sessionmaker, job.id, settings=job_settings) == "succeeded"
     # A duplicate message (redelivery) is a no-op.
-    assert await service.run(sessionmaker, job.id) == "skipped"
+    assert await service.run(sessionmaker, job.id, settings=job_settings) == "skipped"
 
     async with sessionmaker() as session:
-        stored = await service.get(session, job.id)
+        stored = await service.get(session, owner.id, job.id)
         assert stored.status is JobStatus.succeeded
         assert stored.attempts == 1
         assert stored.progress == 100
@@ -91,53 +236,144 @@ async def test_run_claims_once_and_records_the_result(
         assert stored.finished_at is not None
 
 
-async def test_concurrent_claims_run_a_job_once(
-    sessionmaker: async_sessionmaker[AsyncSession],
+async def test_missing_job_is_skipped(
+    sessionmaker: async_sessionmaker[AsyncSession], job_settings: JobSettings
 ) -> None:
-    async with sessionmaker() as session, transaction(session):
-        job = await repository.create(session, kind="ping", payload={})
-    # Sessions share the test's connection, so the claims are serialised by
-    # the driver; what matters is that exactly one of them wins.
-    outcomes = [await service.run(sessionmaker, job.id) for _ in range(5)]
-    assert outcomes.count("succeeded") == 1
-    assert outcomes.count("skipped") == 4
-
-
-async def test_missing_job_is_skipped(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    assert await service.run(sessionmaker, uuid4()) == "skipped"
+    assert await service.run(sessionmaker, uuid4(), settings=job_settings) == "skipped"
 
 
 async def test_a_failing_handler_marks_the_job_failed(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], owner: User, job_settings: JobSettings
+) -> None:
+    async def broken(session: AsyncSession, ctx: JobContext) -> Output:
+        raise RuntimeError("internal detail that is not for users")
+
+    async with sessionmaker() as session, transaction(session):
+        unknown = await repository.create(session, owner_id=owner.id, kind="ping", payload={})
+        unknown.kind = "no-such-kind"
+        failing = await repository.create(session, owner_id=owner.id, kind="ping", payload={})
+    assert await service.run(sessionmaker, unknown.id, settings=job_settings) == "failed"
+    kinds = {"ping": broken}
+    assert (
+        await service.run(sessionmaker, failing.id, settings=job_settings, kinds=kinds) == "failed"
+    )
+    async with sessionmaker() as session:
+        stored = await service.get(session, owner.id, unknown.id)
+        assert stored.status is JobStatus.failed
+        assert stored.error == "this worker has no handler for job kind 'no-such-kind'"
+        stored = await service.get(session, owner.id, failing.id)
+        assert stored.error == "unexpected RuntimeError in the worker; its log has the details"
+
+
+async def test_get_and_cancel_missing_raise_not_found(session: AsyncSession, owner: User) -> None:
+    with pytest.raises(NotFound):
+        await service.get(session, owner.id, uuid4())
+    with pytest.raises(NotFound):
+        await service.cancel(session, owner.id, uuid4())
+
+
+async def test_cancel_a_finished_job_is_a_conflict(
+    sessionmaker: async_sessionmaker[AsyncSession], owner: User, job_settings: JobSettings
 ) -> None:
     async with sessionmaker() as session, transaction(session):
-        job = await repository.create(session, kind="ping", payload={})
-        job.kind = "no-such-kind"
-    assert await service.run(sessionmaker, job.id) == "failed"
+        job = await repository.create(session, owner_id=owner.id, kind="ping", payload={})
+    await service.run(sessionmaker, job.id, settings=job_settings)
     async with sessionmaker() as session:
-        stored = await service.get(session, job.id)
-        assert stored.status is JobStatus.failed
-        assert stored.error == "LookupError: no handler for job kind 'no-such-kind'"
+        with pytest.raises(Conflict, match="already succeeded"):
+            await service.cancel(session, owner.id, job.id)
 
 
-async def test_get_missing_raises_not_found(session: AsyncSession) -> None:
-    with pytest.raises(NotFound):
-        await service.get(session, uuid4())
-
-
-async def test_enqueue_refuses_unknown_kinds(session: AsyncSession, producer: Celery) -> None:
+async def test_enqueue_refuses_unknown_kinds(
+    session: AsyncSession, producer: Celery, owner: User
+) -> None:
     with pytest.raises(ValueError, match="unknown job kind"):
-        await service.enqueue(session, producer, kind="nope", payload={})
+        await service.enqueue(session, producer, owner_id=owner.id, kind="nope", payload={})
+    with pytest.raises(ValueError, match="unknown job kind"):
+        await service.enqueue(session, producer, owner_id=owner.id, kind=service.CRASH, payload={})
 
 
-async def test_claims_from_separate_connections_race_safely(engine: AsyncEngine) -> None:
+def test_the_poison_kind_never_runs_in_production() -> None:
+    assert service.CRASH not in service.handlers("production")
+    assert service.CRASH in service.handlers("test")
+
+
+async def _age(session: AsyncSession, job_id: UUID, **columns: str) -> None:
+    sets = ", ".join(f"{name} = now() - interval '{age}'" for name, age in columns.items())
+    await session.execute(text(f"UPDATE jobs SET {sets} WHERE id = :id"), {"id": job_id})  # noqa: S608
+
+
+async def test_relay_recovers_lost_and_abandoned_jobs(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    producer: Celery,
+    owner: User,
+    job_settings: JobSettings,
+) -> None:
+    settings = job_settings.model_copy(
+        update={
+            "job_stale_after_seconds": 60,
+            "job_resend_after_seconds": 30,
+            "max_job_attempts": 3,
+        }
+    )
+    async with sessionmaker() as session, transaction(session):
+        fresh, lost, dead, exhausted, alive = [
+            await repository.create(session, owner_id=owner.id, kind="ping", payload={})
+            for _ in range(5)
+        ]
+        await _age(session, lost.id, enqueued_at="31 seconds")
+        for job, attempts in ((dead, 1), (exhausted, 3), (alive, 1)):
+            await session.execute(
+                text("UPDATE jobs SET status = 'running', attempts = :n WHERE id = :id"),
+                {"id": job.id, "n": attempts},
+            )
+        await _age(session, dead.id, heartbeat_at="61 seconds", enqueued_at="1 hour")
+        await _age(session, exhausted.id, heartbeat_at="61 seconds")
+        await _age(session, alive.id, heartbeat_at="30 seconds")
+
+    report = await service.relay(sessionmaker, producer, settings)
+    assert list(report.failed) == [exhausted.id]
+    assert list(report.requeued) == [dead.id]
+    assert list(report.resent) == [lost.id]
+    assert report.sent == 2
+
+    async with sessionmaker() as session:
+        statuses = {
+            job.id: (await session.get(Job, job.id, populate_existing=True))
+            for job in (fresh, lost, dead, exhausted, alive)
+        }
+        assert {i: j.status for i, j in statuses.items() if j} == {
+            fresh.id: JobStatus.queued,
+            lost.id: JobStatus.queued,
+            dead.id: JobStatus.queued,
+            exhausted.id: JobStatus.failed,
+            alive.id: JobStatus.running,
+        }
+        error = statuses[exhausted.id].error  # type: ignore[union-attr]
+        assert error is not None
+        assert "stopped responding" in error
+        assert "all 3 attempts" in error
+        assert "MAX_JOB_ATTEMPTS=3" in error
+
+    # Re-sent jobs wait another full period before being sent again.
+    again = await service.relay(sessionmaker, producer, settings)
+    assert (list(again.failed), list(again.requeued), list(again.resent)) == ([], [], [])
+
+
+async def test_claims_from_separate_connections_race_safely(
+    engine: AsyncEngine, job_settings: JobSettings
+) -> None:
     """Real concurrency: five connections claim the same committed job."""
     maker = create_sessionmaker(engine)
     async with maker() as session, transaction(session):
-        job = await repository.create(session, kind="ping", payload={})
+        user = User(email=f"race-{uuid4().hex[:8]}@example.com", hashed_password="x")
+        session.add(user)
+        await session.flush()
+        job = await repository.create(session, owner_id=user.id, kind="ping", payload={})
     try:
-        outcomes = await asyncio.gather(*(service.run(maker, job.id) for _ in range(5)))
+        outcomes = await asyncio.gather(
+            *(service.run(maker, job.id, settings=job_settings) for _ in range(5))
+        )
         assert sorted(outcomes) == ["skipped"] * 4 + ["succeeded"]
     finally:
         async with maker() as session, transaction(session):
-            await session.delete(await session.get(Job, job.id))
+            await session.delete(await session.get(User, user.id))

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.deps import SessionDep
 from core.db import after_commit, transaction
 from core.errors import AppError
-from core.models import Job
+from core.models import Job, User
 
 
 class Conflict(AppError):
@@ -22,15 +22,15 @@ class Conflict(AppError):
 
 
 @pytest.fixture
-async def probe_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def probe_client(app: FastAPI, owner: User) -> AsyncIterator[httpx.AsyncClient]:
     @app.post("/_probe/ok", status_code=201)
     async def ok(session: SessionDep) -> dict[str, str]:
-        session.add(Job(kind="probe-ok", payload={}))
+        session.add(Job(owner_id=owner.id, kind="probe-ok", payload={}))
         return {"status": "stored"}
 
     @app.post("/_probe/fail")
     async def fail(session: SessionDep) -> dict[str, str]:
-        session.add(Job(kind="probe-fail", payload={}))
+        session.add(Job(owner_id=owner.id, kind="probe-fail", payload={}))
         await session.flush()
         raise Conflict("the write must not survive")
 

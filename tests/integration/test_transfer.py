@@ -1,0 +1,435 @@
+"""CSV import and export: the API's upload checks, and the worker's handlers
+run through :func:`core.jobs.service.run` on the real database."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api.main import create_app
+from core.db import transaction
+from core.items import transfer
+from core.jobs import repository, service
+from core.jobs.context import JobContext, JobLost
+from core.settings import JobSettings, Settings
+from tests.integration.conftest import user_id
+
+HEADER = "sku,name,description,price,quantity\n"
+Headers = dict[str, str]
+
+
+async def upload(
+    client: httpx.AsyncClient,
+    headers: Headers,
+    content: bytes | str,
+    *,
+    content_type: str = "text/csv",
+    filename: str = "items.csv",
+) -> httpx.Response:
+    data = content.encode() if isinstance(content, str) else content
+    return await client.post(
+        "/api/v1/items/import",
+        files={"file": (filename, data, content_type)},
+        headers=headers,
+    )
+
+
+async def run_job(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: JobSettings,
+    client: httpx.AsyncClient,
+    headers: Headers,
+    response: httpx.Response,
+) -> dict[str, Any]:
+    """Run the job the response created, as a worker would, and return it."""
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    assert await service.run(sessionmaker, UUID(job_id), settings=settings) == "succeeded"
+    job: dict[str, Any] = (await client.get(f"/api/v1/jobs/{job_id}", headers=headers)).json()
+    assert job["status"] == "succeeded", job
+    return job
+
+
+async def report(client: httpx.AsyncClient, headers: Headers, job: dict[str, Any]) -> Any:
+    response = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def items(client: httpx.AsyncClient, headers: Headers) -> dict[str, dict[str, Any]]:
+    response = await client.get("/api/v1/items?limit=100&sort=name", headers=headers)
+    return {item["sku"]: item for item in response.json()["items"]}
+
+
+async def test_import_creates_then_updates_then_leaves_unchanged(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    rows = "".join(f"sku-{n},Item {n},about {n},{n}.50,{n}\n" for n in range(7))
+    created = await upload(client, user_headers, HEADER + rows)
+    assert created.headers["location"].endswith(f"/api/v1/jobs/{created.json()['id']}")
+    assert created.json()["kind"] == "items.import"
+    job = await run_job(sessionmaker, job_settings, client, user_headers, created)
+    assert job["counts"] == {"rows": 7, "created": 7, "updated": 0, "unchanged": 0, "skipped": 0}
+    assert job["progress"] == 100
+    stored = await items(client, user_headers)
+    assert stored["sku-3"]["name"] == "Item 3"
+    assert stored["sku-3"]["price"] == "3.50"
+    assert stored["sku-3"]["description"] == "about 3"
+
+    # The same file again creates nothing.
+    again = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await upload(client, user_headers, HEADER + rows),
+    )
+    assert again["counts"] == {"rows": 7, "created": 0, "updated": 0, "unchanged": 7, "skipped": 0}
+
+    changed = HEADER + "sku-1,Renamed,about 1,1.50,1\nsku-2,Item 2,about 2,9.99,2\nnew,New,,0,0\n"
+    third = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await upload(client, user_headers, changed),
+    )
+    assert third["counts"] == {"rows": 3, "created": 1, "updated": 2, "unchanged": 0, "skipped": 0}
+    stored = await items(client, user_headers)
+    assert len(stored) == 8
+    assert stored["sku-1"]["name"] == "Renamed"
+    assert stored["sku-2"]["price"] == "9.99"
+    assert stored["new"]["description"] is None
+
+
+async def test_bom_crlf_any_column_order_and_optional_description(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    content = (
+        '\ufeffQuantity, price ,SKU,name\r\n3,1.25,a1,"Comma, quoted"\r\n4,2,a2,"two\r\nlines"\r\n'
+    )
+    job = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await upload(client, user_headers, content.encode("utf-8")),
+    )
+    assert job["counts"]["created"] == 2
+    stored = await items(client, user_headers)
+    assert stored["a1"]["name"] == "Comma, quoted"
+    assert stored["a1"]["quantity"] == 3
+    assert stored["a2"]["name"] == "two\r\nlines"
+    assert stored["a2"]["price"] == "2.00"
+
+
+async def test_invalid_rows_are_reported_and_valid_rows_kept(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    content = (
+        HEADER
+        + "ok-1,Fine,,1,1\n"  # line 2
+        + "bad sku,Name,,1,1\n"  # 3
+        + "ok-2,,,1,1\n"  # 4: no name
+        + "ok-3,Name,,-1,1\n"  # 5
+        + "ok-4,Name,,1.001,1\n"  # 6
+        + "ok-5,Name,,abc,1\n"  # 7
+        + "ok-6,Name,,1,1.5\n"  # 8
+        + "ok-7,Name,,1,-2\n"  # 9
+        + "ok-8,Name,,1,99999999999\n"  # 10
+        + "ok-9,Name,,99999999999,1\n"  # 11
+        + "ok-1,Again,,1,1\n"  # 12: repeated sku
+        + "only,three,fields\n"  # 13
+        + f"ok-10,{'n' * 201},,1,1\n"  # 14
+        + "ok-11,Name,,1,1,extra\n"  # 15
+        + "\n"  # blank: ignored
+        + "ok-12,Fine too,,NaN,1\n"  # 17
+        + "ok-13,Last,,0.10,0\n"  # 18
+    )
+    job = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await upload(client, user_headers, content),
+    )
+    assert job["counts"] == {"rows": 16, "created": 2, "updated": 0, "unchanged": 0, "skipped": 14}
+    result = await report(client, user_headers, job)
+    assert result["errors_truncated"] is False
+    found = {(e["line"], e["column"]): e["reason"] for e in result["errors"]}
+    assert found == {
+        (3, "sku"): "may only contain letters, digits, '.', '_' and '-'",
+        (4, "name"): "is required",
+        (5, "price"): "must be at least 0",
+        (6, "price"): "has more than 2 decimal places",
+        (7, "price"): "'abc' is not a number",
+        (8, "quantity"): "'1.5' is not a whole number",
+        (9, "quantity"): "must be at least 0",
+        (10, "quantity"): "must be at most 2147483647",
+        (11, "price"): "must be at most 9999999999.99",
+        (12, "sku"): "repeats the sku of line 2",
+        (13, None): "has 3 fields; the header has 5",
+        (14, "name"): "is longer than 200 characters",
+        (15, None): "has 6 fields; the header has 5",
+        (17, "price"): "must be a finite number",
+    }
+    assert set(await items(client, user_headers)) == {"ok-1", "ok-13"}
+
+
+async def test_the_report_keeps_the_first_thousand_errors(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    settings: Settings,
+) -> None:
+    content = HEADER + "".join(f"bad-{n},Name,,x,1\n" for n in range(1500)) + "good,Name,,1,1\n"
+    job = await run_job(
+        sessionmaker,
+        settings.jobs,
+        client,
+        user_headers,
+        await upload(client, user_headers, content),
+    )
+    assert job["counts"]["skipped"] == 1500
+    assert job["counts"]["created"] == 1
+    result = await report(client, user_headers, job)
+    assert len(result["errors"]) == 1000
+    assert result["errors_truncated"] is True
+    assert result["errors"][-1]["line"] == 1001
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "message"),
+    [
+        (b"\x89PNG\r\n", "image/png", 415, "expected a CSV file"),
+        (
+            b"sku,name\xff,price,quantity\n",
+            "text/csv",
+            422,
+            "not UTF-8 text (byte 0xff at offset 8)",
+        ),
+        (b"", "text/csv", 422, "file is empty"),
+        (b"sku,name,price\n", "text/csv", 422, "missing required columns: quantity"),
+        (
+            b"sku,name,price,quantity,colour,size\n",
+            "text/csv",
+            422,
+            "unknown columns: 'colour', 'size'",
+        ),
+        (b"sku,sku,name,price,quantity\n", "text/csv", 422, "repeated columns: sku"),
+        (b"sku,na\x00me,price,quantity\n", "text/csv", 422, "NUL bytes"),
+    ],
+)
+async def test_bad_uploads_are_refused_at_once(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    user_headers: Headers,
+    content: bytes,
+    content_type: str,
+    status: int,
+    message: str,
+) -> None:
+    response = await upload(client, user_headers, content, content_type=content_type)
+    assert response.status_code == status, response.text
+    body = response.json()
+    text = body["error"]["message"] if status != 422 else body["detail"][0]["msg"]
+    assert message in text
+    jobs = (await client.get("/api/v1/jobs", headers=user_headers)).json()
+    assert jobs["total"] == 0
+
+
+async def test_import_without_a_file_is_422(
+    client: httpx.AsyncClient, user_headers: Headers
+) -> None:
+    response = await client.post(
+        "/api/v1/items/import", data={"other": "field"}, headers=user_headers
+    )
+    assert response.status_code == 422
+
+
+@pytest.fixture
+async def small_upload_client(
+    settings: Settings, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An app whose upload limit is 1,000 bytes."""
+    limited = settings.model_copy(
+        update={"jobs": settings.jobs.model_copy(update={"max_upload_bytes": 1000})}
+    )
+    app: FastAPI = create_app(limited)
+    async with app.router.lifespan_context(app):
+        app.state.sessionmaker = sessionmaker
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def test_uploads_over_the_limit_are_413(
+    small_upload_client: httpx.AsyncClient, user_headers: Headers
+) -> None:
+    client = small_upload_client
+    just_fits = HEADER + "a,b,,1,1\n" * ((1000 - len(HEADER)) // 9)
+    assert len(just_fits) <= 1000
+    assert (await upload(client, user_headers, just_fits)).status_code == 202
+
+    # Past the file limit, inside the multipart envelope allowance.
+    over = (await upload(client, user_headers, HEADER + "a,b,,1,1\n" * 200)).json()
+    assert over["error"]["code"] == "request_too_large"
+    assert "1000 bytes" in over["error"]["message"]
+
+    # Far past it: refused from the Content-Length, before the body is read.
+    huge = await upload(client, user_headers, HEADER + "a,b,,1,1\n" * 20_000)
+    assert huge.status_code == 413
+
+    # Streamed without a Content-Length: refused once the limit is crossed.
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.csv"\r\n\r\n'
+        for _ in range(100):
+            yield b"a" * 1000
+
+    streamed = await client.post(
+        "/api/v1/items/import",
+        content=chunks(),
+        headers={**user_headers, "Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert streamed.status_code == 413
+
+
+async def test_export_round_trips_through_import(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    for sku, name, description in [
+        ("b-2", "Blue mug", None),
+        ("a-1", 'Red "quoted", mug', "line one\nline two"),
+        ("c-3", "Green plate", ""),
+    ]:
+        created = await client.post(
+            "/api/v1/items",
+            json={
+                "sku": sku,
+                "name": name,
+                "description": description,
+                "price": "4.5",
+                "quantity": 2,
+            },
+            headers=user_headers,
+        )
+        assert created.status_code == 201
+
+    job = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await client.post("/api/v1/items/export", headers=user_headers),
+    )
+    assert job["counts"] == {"rows": 3}
+    download = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=user_headers)
+    assert download.headers["content-type"] == "text/csv; charset=utf-8"
+    assert "attachment" in download.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(download.text, newline="")))
+    assert rows[0] == ["sku", "name", "description", "price", "quantity"]
+    assert [r[0] for r in rows[1:]] == ["a-1", "b-2", "c-3"]
+    assert rows[1] == ["a-1", 'Red "quoted", mug', "line one\nline two", "4.50", "2"]
+
+    before = await items(client, user_headers)
+    back = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await upload(client, user_headers, download.content),
+    )
+    assert back["counts"] == {"rows": 3, "created": 0, "updated": 0, "unchanged": 3, "skipped": 0}
+    assert await items(client, user_headers) == before
+
+    mugs = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await client.post("/api/v1/items/export?q=MUG", headers=user_headers),
+    )
+    assert mugs["counts"] == {"rows": 2}
+
+
+async def test_export_of_nothing_is_a_header(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    job = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await client.post("/api/v1/items/export", headers=user_headers),
+    )
+    download = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=user_headers)
+    assert download.text == "sku,name,description,price,quantity\r\n"
+
+
+async def test_an_import_stops_when_its_job_is_cancelled(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    response = await upload(
+        client, user_headers, HEADER + "a,A,,1,1\n" * 1 + "b,B,,1,1\nc,C,,1,1\n"
+    )
+    job_id = UUID(response.json()["id"])
+    async with sessionmaker() as session, transaction(session):
+        job = await repository.claim(session, job_id)
+    assert job is not None
+    cancelled = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=user_headers)
+    assert cancelled.json()["status"] == "cancelled"
+    ctx = JobContext(job, sessionmaker, job_settings)
+    async with sessionmaker() as session:
+        with pytest.raises(JobLost):
+            await transfer.import_items(session, ctx)
+
+
+async def test_nul_in_a_stored_file_is_a_row_error(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    """The API refuses files with NUL bytes; a job stored some other way still
+    reports such a row instead of failing on Postgres' text type."""
+    owner = await user_id(client, user_headers)
+    async with sessionmaker() as session, transaction(session):
+        job = await repository.create(
+            session,
+            owner_id=owner,
+            kind=transfer.IMPORT,
+            payload={},
+            input_file=(HEADER + "a,Nul\x00name,,1,1\nb,Fine,,1,1\n").encode(),
+        )
+    assert await service.run(sessionmaker, job.id, settings=job_settings) == "succeeded"
+    result = await report(client, user_headers, {"id": job.id})
+    assert result["errors"] == [
+        {"line": 2, "column": "name", "reason": "must not contain NUL characters"}
+    ]
+    assert result["created"] == 1
