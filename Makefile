@@ -17,7 +17,7 @@ API_PORT ?= $(shell sed -n 's/^API_PORT=//p' .env 2>/dev/null || true)
 API_PORT := $(or $(API_PORT),8000)
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: help docker env uv up watch down logs ps migrate seed revision shell psql lint fmt test clean
+.PHONY: help docker env uv up watch down logs ps migrate seed revision shell psql lint fmt test test-faults bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,9 +82,15 @@ fmt: uv ## format and autofix
 	uv run --frozen ruff format .
 	uv run --frozen ruff check --fix .
 
-test: docker uv ## the whole suite inside compose (unit, integration, end-to-end)
+test: docker uv ## the whole suite inside compose (unit, integration, end-to-end, faults)
 	./tests/run.sh
+
+test-faults: docker uv ## only the fault tests (killed worker, Redis restart, poison job)
+	./tests/run.sh faults
 
 clean: docker ## stop everything and delete the data volumes
 	$(COMPOSE) down -v --remove-orphans
 	$(COMPOSE) -p appstack-test --profile test down -v --remove-orphans
+
+bench: docker uv ## benchmarks on a throwaway stack; writes bench/results/latest.json
+	./bench/run.sh

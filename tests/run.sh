@@ -6,16 +6,26 @@
 #      against the dedicated <db>_test database;
 #   3. the whole stack up; end-to-end tests from the host against the
 #      published API;
-#   4. tear everything down (volumes too) and exit with the tests' status.
+#   4. fault tests: workers killed, Redis restarted, poison jobs;
+#   5. tear everything down (volumes too) and exit with the tests' status.
 #
-# The stack runs as its own compose project (appstack-test) with the settings
-# of .env.example, so neither a running development stack nor a local .env is
-# touched. Extra arguments go to the in-container pytest run.
+# `tests/run.sh faults` (`make test-faults`) runs only steps 3 and 4's fault
+# tests. The stack runs as its own compose project (appstack-test) with the
+# settings of .env.example plus the short job timings of tests/jobs-fast.env,
+# so neither a running development stack nor a local .env is touched. Extra
+# arguments go to the in-container pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mode=all
+if [ "${1:-}" = faults ]; then
+    mode=faults
+    shift
+fi
+
+cat .env.example tests/jobs-fast.env > tests/.env.test
 export COMPOSE_PROJECT_NAME="${TEST_PROJECT:-appstack-test}"
-export APP_ENV_FILE=.env.example
+export APP_ENV_FILE=tests/.env.test
 export COMPOSE_ENV_FILES=.env.example
 export APP_IMAGE="${TEST_APP_IMAGE:-appstack:test}"
 export TEST_IMAGE="${TEST_IMAGE:-appstack-test:test}"
@@ -31,16 +41,25 @@ started=$SECONDS
 step "build"
 docker compose --profile test build --quiet
 
-step "db and redis"
-docker compose up -d --wait db redis
+if [ "$mode" = all ]; then
+    step "db and redis"
+    docker compose up -d --wait db redis
 
-step "unit and integration tests (in a container on the compose network)"
-docker compose --profile test run --rm test pytest -p no:cacheprovider tests/unit tests/integration "$@"
+    step "unit and integration tests (in a container on the compose network)"
+    docker compose --profile test run --rm test \
+        pytest -p no:cacheprovider tests/unit tests/integration "$@"
+fi
 
 step "whole stack"
 docker compose up -d --wait
 
-step "end-to-end tests (from the host, against ${API_URL})"
-uv run --frozen pytest -p no:cacheprovider tests/e2e
+if [ "$mode" = all ]; then
+    step "end-to-end tests (from the host, against ${API_URL})"
+    uv run --frozen pytest -p no:cacheprovider tests/e2e
+    docker compose up -d --wait  # the outage test stopped db; be sure all is back
+fi
+
+step "fault tests (SIGKILLed worker, restarted Redis, stopped worker, poison job)"
+uv run --frozen pytest -p no:cacheprovider -s tests/faults
 
 step "all tests passed in $((SECONDS - started))s"
