@@ -211,7 +211,7 @@ class JobSettings(_Base):
     # How often the scheduler runs the relay.
     relay_interval_seconds: float = Field(default=5.0, gt=0)
     # CSV rows validated and written per database round trip.
-    import_batch_rows: int = Field(default=5000, ge=1, le=100_000)
+    import_batch_rows: int = Field(default=20_000, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _heartbeat_beats_staleness(self) -> JobSettings:

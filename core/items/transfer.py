@@ -13,19 +13,24 @@ imports back unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from uuid import UUID
 
-from sqlalchemy import text
+import asyncpg
+from sqlalchemy import exists, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.items import fields, repository
 from core.jobs import repository as jobs
 from core.jobs.context import JobContext, JobError, Output
+from core.models import Item
 
 IMPORT = "items.import"
 EXPORT = "items.export"
@@ -189,130 +194,52 @@ def _quantity(value: str) -> int:
     return quantity
 
 
-_Row = tuple[str, str, str | None, Decimal, int]
+# What COPY writes into items, in ITEM_COLUMNS order.
+_Record = tuple[UUID, str, str, str | None, Decimal, int]
+ITEM_COLUMNS = ("owner_id", "sku", "name", "description", "price", "quantity")
 
 
-class _Batch:
-    """Valid rows of one batch, column by column (the statement takes arrays)."""
+@dataclass
+class _Parsed:
+    """One batch of the file: its valid rows and its rejected ones."""
 
-    def __init__(self) -> None:
-        self.skus: list[str] = []
-        self.names: list[str] = []
-        self.descriptions: list[str | None] = []
-        self.prices: list[Decimal] = []
-        self.quantities: list[int] = []
-
-    def add(self, row: _Row) -> None:
-        sku, name, description, price, quantity = row
-        self.skus.append(sku)
-        self.names.append(name)
-        self.descriptions.append(description)
-        self.prices.append(price)
-        self.quantities.append(quantity)
-
-    def __len__(self) -> int:
-        return len(self.skus)
+    records: list[_Record]
+    rejected: list[tuple[int, str | None, str]]
+    rows: int
+    last_line: int
 
 
-# One round trip per batch. Rows whose values did not change are left alone
-# (no write, no updated_at bump) and counted as unchanged. An empty description
-# and no description are the same thing in a CSV cell.
-_UPSERT = text(
-    """
-    WITH incoming AS (
-        SELECT *
-        FROM unnest(
-            CAST(:skus AS text[]), CAST(:names AS text[]), CAST(:descriptions AS text[]),
-            CAST(:prices AS numeric[]), CAST(:quantities AS integer[])
-        ) AS r(sku, name, description, price, quantity)
-    ), written AS (
-        INSERT INTO items (id, owner_id, sku, name, description, price, quantity)
-        SELECT gen_random_uuid(), :owner_id, sku, name, description, price, quantity
-        FROM incoming
-        ON CONFLICT (owner_id, sku) DO UPDATE
-        SET name = excluded.name,
-            description = excluded.description,
-            price = excluded.price,
-            quantity = excluded.quantity,
-            updated_at = now()
-        WHERE (items.name, coalesce(items.description, ''), items.price, items.quantity)
-              IS DISTINCT FROM
-              (excluded.name, coalesce(excluded.description, ''), excluded.price, excluded.quantity)
-        RETURNING xmax = 0 AS created
-    )
-    SELECT count(*) FILTER (WHERE created) AS created,
-           count(*) FILTER (WHERE NOT created) AS updated
-    FROM written
-    """
-)
-
-
-async def _write(session: AsyncSession, ctx: JobContext, batch: _Batch, report: _Report) -> None:
-    if not batch:
-        return
-    row = (
-        await session.execute(
-            _UPSERT,
-            {
-                "skus": batch.skus,
-                "names": batch.names,
-                "descriptions": batch.descriptions,
-                "prices": batch.prices,
-                "quantities": batch.quantities,
-                "owner_id": ctx.job.owner_id,
-            },
-        )
-    ).one()
-    report.created += row.created
-    report.updated += row.updated
-    report.unchanged += len(batch) - row.created - row.updated
-
-
-async def import_items(session: AsyncSession, ctx: JobContext) -> Output:
-    """Upsert the uploaded CSV's valid rows; report the invalid ones."""
-    data = await jobs.input_file(session, ctx.id)
-    if data is None:
-        raise JobError("the job has no uploaded file")
-    try:
-        content = decode(data)
-    except UploadProblem as exc:
-        raise JobError(str(exc)) from None
+def _parse(content: str, owner_id: UUID, batch_rows: int) -> Iterator[_Parsed]:
+    """Validate the file's rows, ``batch_rows`` at a time. Runs in a thread,
+    so that the next batch is parsed while the previous one is written."""
     reader = _reader(content)
-    try:
-        header = next(iter(reader), None)
-        columns = parse_header(header or [])
-    except UploadProblem as exc:
-        raise JobError(str(exc)) from None
-
-    batch_rows = ctx.settings.import_batch_rows
-    expected_rows = max(content.count("\n"), 1)
-    report = _Report()
-    batch = _Batch()
-    seen: dict[str, int] = {}
-    width = len(header or [])
-    sku_at, name_at, price_at, quantity_at = (
-        columns["sku"],
-        columns["name"],
-        columns["price"],
-        columns["quantity"],
-    )
+    header = next(reader, None) or []
+    columns = parse_header(header)
+    width = len(header)
+    sku_at, name_at = columns["sku"], columns["name"]
+    price_at, quantity_at = columns["price"], columns["quantity"]
     description_at = columns.get("description")
+    seen: dict[str, int] = {}
+    batch = _Parsed([], [], 0, 0)
     line = reader.line_num + 1  # where the next record starts
     while True:
         try:
             cells = next(reader, None)
         except csv.Error as exc:
-            report.rows += 1
-            report.reject(line, None, f"malformed CSV ({exc}); the rest of the file was not read")
+            batch.rows += 1
+            reason = f"malformed CSV ({exc}); the rest of the file was not read"
+            batch.rejected.append((line, None, reason))
             break
         if cells is None:
             break
         row_line, line = line, reader.line_num + 1
         if not cells:
             continue  # a blank line
-        report.rows += 1
+        batch.rows += 1
+        batch.last_line = row_line
         if len(cells) != width:
-            report.reject(row_line, None, f"has {len(cells)} fields; the header has {width}")
+            reason = f"has {len(cells)} fields; the header has {width}"
+            batch.rejected.append((row_line, None, reason))
         else:
             try:
                 sku = _sku(cells[sku_at])
@@ -332,19 +259,164 @@ async def import_items(session: AsyncSession, ctx: JobContext) -> Output:
                 price = _price(cells[price_at])
                 quantity = _quantity(cells[quantity_at])
             except _Invalid as exc:
-                report.reject(row_line, exc.column, exc.reason)
+                batch.rejected.append((row_line, exc.column, exc.reason))
             else:
                 first = seen.setdefault(sku, row_line)
                 if first != row_line:
-                    report.reject(row_line, "sku", f"repeats the sku of line {first}")
+                    batch.rejected.append((row_line, "sku", f"repeats the sku of line {first}"))
                 else:
                     assert name is not None
-                    batch.add((sku, name, description, price, quantity))
-        if report.rows % batch_rows == 0:
-            await _write(session, ctx, batch, report)
-            batch = _Batch()
-            await ctx.progress(min(99, 100 * row_line // expected_rows), report.counts())
-    await _write(session, ctx, batch, report)
+                    batch.records.append((owner_id, sku, name, description, price, quantity))
+        if batch.rows == batch_rows:
+            yield batch
+            batch = _Parsed([], [], 0, row_line)
+    yield batch
+
+
+_EXISTING = text("SELECT sku FROM items WHERE owner_id = :owner_id AND sku = ANY(:skus)")
+
+# Rows whose values did not change are left alone (no write, no updated_at
+# bump) and counted as unchanged. An empty description and no description are
+# the same thing in a CSV cell.
+_UPDATE = text(
+    """
+    WITH changed AS (
+        UPDATE items
+        SET name = r.name, description = r.description, price = r.price,
+            quantity = r.quantity, updated_at = now()
+        FROM unnest(
+            CAST(:skus AS text[]), CAST(:names AS text[]), CAST(:descriptions AS text[]),
+            CAST(:prices AS numeric[]), CAST(:quantities AS integer[])
+        ) AS r(sku, name, description, price, quantity)
+        WHERE items.owner_id = :owner_id AND items.sku = r.sku
+          AND (items.name, coalesce(items.description, ''), items.price, items.quantity)
+              IS DISTINCT FROM (r.name, coalesce(r.description, ''), r.price, r.quantity)
+        RETURNING 1
+    )
+    SELECT count(*) FROM changed
+    """
+)
+
+
+async def _existing(session: AsyncSession, owner_id: UUID, records: list[_Record]) -> set[str]:
+    skus = [record[1] for record in records]
+    rows = await session.scalars(_EXISTING, {"owner_id": owner_id, "skus": skus})
+    return set(rows.all())
+
+
+# Below this many rows one INSERT over arrays beats COPY, which costs extra
+# round trips to set up.
+_COPY_MIN_ROWS = 500
+
+_INSERT = text(
+    """
+    INSERT INTO items (owner_id, sku, name, description, price, quantity)
+    SELECT :owner_id, * FROM unnest(
+        CAST(:skus AS text[]), CAST(:names AS text[]), CAST(:descriptions AS text[]),
+        CAST(:prices AS numeric[]), CAST(:quantities AS integer[])
+    )
+    """
+)
+
+
+def _arrays(records: list[_Record]) -> dict[str, Any]:
+    owner_ids, skus, names, descriptions, prices, quantities = zip(*records, strict=True)
+    return {
+        "owner_id": owner_ids[0],
+        "skus": list(skus),
+        "names": list(names),
+        "descriptions": list(descriptions),
+        "prices": list(prices),
+        "quantities": list(quantities),
+    }
+
+
+async def _copy(session: AsyncSession, records: list[_Record]) -> bool:
+    """Insert new rows (COPY for large batches) inside a savepoint. False, and
+    nothing written, when one of the skus exists already."""
+    try:
+        async with session.begin_nested():
+            if len(records) < _COPY_MIN_ROWS:
+                await session.execute(_INSERT, _arrays(records))
+            else:
+                connection = await (await session.connection()).get_raw_connection()
+                driver = connection.driver_connection
+                assert driver is not None
+                await driver.copy_records_to_table("items", records=records, columns=ITEM_COLUMNS)
+    except (asyncpg.UniqueViolationError, IntegrityError):
+        return False
+    return True
+
+
+async def _write(
+    session: AsyncSession, owner_id: UUID, records: list[_Record], *, fresh: bool
+) -> tuple[int, int]:
+    """Store one batch; returns (created, updated). New rows go in with COPY,
+    the fastest path Postgres has; rows the owner already has are updated with
+    one statement over arrays. For an owner who had no items (``fresh``) the
+    batch is copied without looking first."""
+    if not records:
+        return 0, 0
+    if fresh and await _copy(session, records):
+        return len(records), 0
+    while True:
+        existing = await _existing(session, owner_id, records)
+        new = [record for record in records if record[1] not in existing]
+        # A failed copy means the owner created one of these skus (through
+        # the API) since the check: look again.
+        if not new or await _copy(session, new):
+            break
+    changes = [record for record in records if record[1] in existing]
+    return len(new), await _update(session, owner_id, changes)
+
+
+async def _update(session: AsyncSession, owner_id: UUID, records: list[_Record]) -> int:
+    if not records:
+        return 0
+    return await session.scalar(_UPDATE, _arrays(records)) or 0
+
+
+async def import_items(session: AsyncSession, ctx: JobContext) -> Output:
+    """Create or update the owner's items from the uploaded CSV's valid rows;
+    report the invalid ones."""
+    data = await jobs.input_file(session, ctx.id)
+    if data is None:
+        raise JobError("the job has no uploaded file")
+    try:
+        content = decode(data)
+        header: list[str] = next(_reader(content), [])
+        parse_header(header)
+    except UploadProblem as exc:
+        raise JobError(str(exc)) from None
+
+    expected_lines = max(content.count("\n"), 1)
+    batches = _parse(content, ctx.job.owner_id, ctx.settings.import_batch_rows)
+    report = _Report()
+
+    def step() -> _Parsed | None:
+        return next(batches, None)
+
+    def parse_next() -> asyncio.Future[_Parsed | None]:
+        return asyncio.ensure_future(asyncio.to_thread(step))
+
+    # An owner's first import (the common bulk load) skips the existence checks.
+    fresh = not await session.scalar(select(exists().where(Item.owner_id == ctx.job.owner_id)))
+    upcoming = parse_next()
+    try:
+        while (batch := await upcoming) is not None:
+            upcoming = parse_next()  # parse the next batch while this one is written
+            report.rows += batch.rows
+            for line, column, reason in batch.rejected:
+                report.reject(line, column, reason)
+            created, updated = await _write(session, ctx.job.owner_id, batch.records, fresh=fresh)
+            report.created += created
+            report.updated += updated
+            report.unchanged += len(batch.records) - created - updated
+            if batch.rows == ctx.settings.import_batch_rows:  # more may follow
+                percent = min(99, 100 * batch.last_line // expected_lines)
+                await ctx.progress(percent, report.counts())
+    finally:
+        upcoming.cancel()
     counts = report.counts()
     return Output(
         counts=counts,

@@ -1,4 +1,5 @@
-"""job files, counts and relay bookkeeping; every job has an owner
+"""job files, counts and relay bookkeeping; every job has an owner; ids
+default to gen_random_uuid() (for COPY)
 
 Revision ID: a3c9e1f07b52
 Revises: 37b1e62a2f32
@@ -18,7 +19,12 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+TABLES = ("users", "jobs", "items")
+
+
 def upgrade() -> None:
+    for table in TABLES:
+        op.alter_column(table, "id", server_default=sa.text("gen_random_uuid()"))
     # Jobs without an owner could only come from tests of an earlier revision.
     op.execute("DELETE FROM jobs WHERE owner_id IS NULL")
     op.alter_column("jobs", "owner_id", existing_type=sa.Uuid(), nullable=False)
@@ -47,6 +53,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table in TABLES:
+        op.alter_column(table, "id", server_default=None)
     op.drop_column("jobs", "enqueued_at")
     op.drop_column("jobs", "result_file")
     op.drop_column("jobs", "input_file")

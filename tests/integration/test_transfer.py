@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.main import create_app
@@ -19,6 +21,7 @@ from core.db import transaction
 from core.items import transfer
 from core.jobs import repository, service
 from core.jobs.context import JobContext, JobLost
+from core.models import Item, User
 from core.settings import JobSettings, Settings
 from tests.integration.conftest import user_id
 
@@ -433,3 +436,69 @@ async def test_nul_in_a_stored_file_is_a_row_error(
         {"line": 2, "column": "name", "reason": "must not contain NUL characters"}
     ]
     assert result["created"] == 1
+
+
+async def test_a_large_import_goes_through_copy_and_counts_right(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    settings: Settings,
+) -> None:
+    rows = "".join(f"big-{n:04d},Item {n},,{n}.00,{n}\n" for n in range(1200))
+    first = await run_job(
+        sessionmaker,
+        settings.jobs,
+        client,
+        user_headers,
+        await upload(client, user_headers, HEADER + rows),
+    )
+    assert first["counts"] == {
+        "rows": 1200,
+        "created": 1200,
+        "updated": 0,
+        "unchanged": 0,
+        "skipped": 0,
+    }
+    # Half the rows changed, 600 new ones: COPY for the new, one UPDATE for the rest.
+    changed = "".join(f"big-{n:04d},Renamed {n},,{n}.00,{n}\n" for n in range(0, 1200, 2))
+    new = "".join(f"more-{n:04d},New {n},,1.00,1\n" for n in range(600))
+    second = await run_job(
+        sessionmaker,
+        settings.jobs,
+        client,
+        user_headers,
+        await upload(client, user_headers, HEADER + changed + new),
+    )
+    assert second["counts"] == {
+        "rows": 1200,
+        "created": 600,
+        "updated": 600,
+        "unchanged": 0,
+        "skipped": 0,
+    }
+    listing = await client.get("/api/v1/items?limit=1&q=Renamed", headers=user_headers)
+    assert listing.json()["total"] == 600
+    assert (await client.get("/api/v1/items?limit=1", headers=user_headers)).json()["total"] == 1800
+
+
+@pytest.mark.parametrize("size", [3, 600])
+async def test_a_sku_created_meanwhile_is_updated_not_duplicated(
+    session: AsyncSession, owner: User, size: int
+) -> None:
+    """The owner had no items when the import began, then created one of its
+    skus through the API: the batch's insert fails in its savepoint and the
+    batch is written again, that row as an update."""
+    session.add(Item(owner_id=owner.id, sku="sku-0001", name="made meanwhile", price=1, quantity=1))
+    await session.flush()
+    records: list[transfer._Record] = [
+        (owner.id, f"sku-{n:04d}", f"Name {n}", None, Decimal("2.00"), n) for n in range(size)
+    ]
+    assert await transfer._write(session, owner.id, records, fresh=True) == (size - 1, 1)
+    count = await session.scalar(
+        select(func.count()).select_from(Item).where(Item.owner_id == owner.id)
+    )
+    assert count == size
+    updated = await session.scalar(
+        select(Item.name).where(Item.sku == "sku-0001", Item.owner_id == owner.id)
+    )
+    assert updated == "Name 1"
