@@ -24,7 +24,6 @@ from uuid import UUID
 
 import asyncpg
 from sqlalchemy import exists, select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.items import fields, repository
@@ -308,13 +307,17 @@ async def _existing(session: AsyncSession, owner_id: UUID, records: list[_Record
 # round trips to set up.
 _COPY_MIN_ROWS = 500
 
-_INSERT = text(
+# Small batches: insert what is new in one statement; the skus it returns
+# were created, the others exist and go to the update.
+_INSERT_NEW = text(
     """
     INSERT INTO items (owner_id, sku, name, description, price, quantity)
     SELECT :owner_id, * FROM unnest(
         CAST(:skus AS text[]), CAST(:names AS text[]), CAST(:descriptions AS text[]),
         CAST(:prices AS numeric[]), CAST(:quantities AS integer[])
     )
+    ON CONFLICT (owner_id, sku) DO NOTHING
+    RETURNING sku
     """
 )
 
@@ -332,18 +335,15 @@ def _arrays(records: list[_Record]) -> dict[str, Any]:
 
 
 async def _copy(session: AsyncSession, records: list[_Record]) -> bool:
-    """Insert new rows (COPY for large batches) inside a savepoint. False, and
-    nothing written, when one of the skus exists already."""
+    """COPY new rows into items inside a savepoint. False, and nothing
+    written, when one of the skus exists already."""
     try:
         async with session.begin_nested():
-            if len(records) < _COPY_MIN_ROWS:
-                await session.execute(_INSERT, _arrays(records))
-            else:
-                connection = await (await session.connection()).get_raw_connection()
-                driver = connection.driver_connection
-                assert driver is not None
-                await driver.copy_records_to_table("items", records=records, columns=ITEM_COLUMNS)
-    except (asyncpg.UniqueViolationError, IntegrityError):
+            connection = await (await session.connection()).get_raw_connection()
+            driver = connection.driver_connection
+            assert driver is not None
+            await driver.copy_records_to_table("items", records=records, columns=ITEM_COLUMNS)
+    except asyncpg.UniqueViolationError:
         return False
     return True
 
@@ -357,6 +357,10 @@ async def _write(
     batch is copied without looking first."""
     if not records:
         return 0, 0
+    if len(records) < _COPY_MIN_ROWS:
+        created = set((await session.scalars(_INSERT_NEW, _arrays(records))).all())
+        changes = [record for record in records if record[1] not in created]
+        return len(created), await _update(session, owner_id, changes)
     if fresh and await _copy(session, records):
         return len(records), 0
     while True:
@@ -399,8 +403,11 @@ async def import_items(session: AsyncSession, ctx: JobContext) -> Output:
     def parse_next() -> asyncio.Future[_Parsed | None]:
         return asyncio.ensure_future(asyncio.to_thread(step))
 
-    # An owner's first import (the common bulk load) skips the existence checks.
-    fresh = not await session.scalar(select(exists().where(Item.owner_id == ctx.job.owner_id)))
+    # An owner's first large import (the common bulk load) copies without
+    # looking for existing skus first.
+    fresh = expected_lines >= _COPY_MIN_ROWS and not await session.scalar(
+        select(exists().where(Item.owner_id == ctx.job.owner_id))
+    )
     upcoming = parse_next()
     try:
         while (batch := await upcoming) is not None:

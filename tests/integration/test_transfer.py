@@ -486,8 +486,9 @@ async def test_a_sku_created_meanwhile_is_updated_not_duplicated(
     session: AsyncSession, owner: User, size: int
 ) -> None:
     """The owner had no items when the import began, then created one of its
-    skus through the API: the batch's insert fails in its savepoint and the
-    batch is written again, that row as an update."""
+    skus through the API: that row becomes an update. (A small batch inserts
+    with ON CONFLICT DO NOTHING; a large one's COPY fails in its savepoint and
+    the batch is written again.)"""
     session.add(Item(owner_id=owner.id, sku="sku-0001", name="made meanwhile", price=1, quantity=1))
     await session.flush()
     records: list[transfer._Record] = [
