@@ -7,9 +7,11 @@ or across a fork.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -22,6 +24,7 @@ from core.errors import AppError
 from core.settings import DatabaseSettings
 
 AfterCommit = Callable[[], Awaitable[None]]
+M = TypeVar("M")
 _AFTER_COMMIT = "after_commit"
 
 
@@ -84,3 +87,22 @@ async def save_unique(session: AsyncSession, obj: object, conflict: AppError) ->
     except IntegrityError:
         raise conflict from None
     await session.refresh(obj)
+
+
+async def fetch_page(
+    session: AsyncSession,
+    model: type[M],
+    *,
+    where: Sequence[ColumnElement[bool]] = (),
+    order_by: Sequence[Any],
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[M], int]:
+    """Rows ``offset`` to ``offset + limit`` of ``model`` matching ``where``,
+    and how many match in all. ``order_by`` should end with a unique column,
+    so that pages never overlap or skip rows."""
+    total = await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+    rows = await session.scalars(
+        select(model).where(*where).order_by(*order_by).limit(limit).offset(offset)
+    )
+    return rows.all(), total

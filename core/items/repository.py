@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import fetch_page
 from core.models import Item
 
 SortKey = Literal["created_at", "-created_at", "name", "-name", "price", "-price"]
@@ -77,15 +78,17 @@ async def page(
     sort: SortKey,
 ) -> tuple[Sequence[Item], int]:
     """A page of the owner's items and how many match in all."""
-    where = _matching(owner_id, q)
     column = {"created_at": Item.created_at, "name": Item.name, "price": Item.price}[
         sort.lstrip("-")
     ]
     order = column.desc() if sort.startswith("-") else column.asc()
     # The id breaks ties, so that pages never overlap or skip rows.
     tie = Item.id.desc() if sort.startswith("-") else Item.id.asc()
-    total = await count_matching(session, owner_id, q=q)
-    rows = await session.scalars(
-        select(Item).where(*where).order_by(order, tie).limit(limit).offset(offset)
+    return await fetch_page(
+        session,
+        Item,
+        where=_matching(owner_id, q),
+        order_by=(order, tie),
+        limit=limit,
+        offset=offset,
     )
-    return rows.all(), total

@@ -16,6 +16,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import fetch_page
 from core.models import Job, JobStatus
 
 ACTIVE = (JobStatus.queued, JobStatus.running)
@@ -46,15 +47,14 @@ async def page(
         where.append(Job.status == status)
     if kind is not None:
         where.append(Job.kind == kind)
-    total = await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-    rows = await session.scalars(
-        select(Job)
-        .where(*where)
-        .order_by(Job.created_at.desc(), Job.id.desc())
-        .limit(limit)
-        .offset(offset)
+    return await fetch_page(
+        session,
+        Job,
+        where=where,
+        order_by=(Job.created_at.desc(), Job.id.desc()),
+        limit=limit,
+        offset=offset,
     )
-    return rows.all(), total
 
 
 async def create(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import fetch_page
 from core.models import User
 
 
@@ -23,8 +24,6 @@ async def get_by_email(session: AsyncSession, email: str) -> User | None:
 
 async def page(session: AsyncSession, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
     """A page of users, oldest first, and the total count."""
-    total = await session.scalar(select(func.count()).select_from(User)) or 0
-    rows = await session.scalars(
-        select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    return await fetch_page(
+        session, User, order_by=(User.created_at, User.id), limit=limit, offset=offset
     )
-    return rows.all(), total
