@@ -12,18 +12,17 @@ from worker.app import app
 from worker.runner import run
 
 log = logging.getLogger(__name__)
+# The job kinds this worker runs (the poison kind only outside production).
+KINDS = service.handlers(get_settings().app.environment)
 
 
 @app.task(name=TASK_RUN_JOB)
 def run_job(job_id: str) -> str:
     """Run job ``job_id``. Idempotent: a duplicate message finds the job no
     longer queued and does nothing."""
-    settings = get_settings()
-    kinds = service.handlers(settings.app.environment)
+    settings = get_settings().jobs
     outcome = run(
-        lambda sessionmaker: service.run(
-            sessionmaker, UUID(job_id), settings=settings.jobs, kinds=kinds
-        )
+        lambda sessionmaker: service.run(sessionmaker, UUID(job_id), settings=settings, kinds=KINDS)
     )
     log.info("job %s: %s", job_id, outcome)
     return outcome

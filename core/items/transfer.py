@@ -2,10 +2,11 @@
 
 Import: the API checks the upload's encoding and header at once
 (:func:`inspect_upload`) and stores the file in the job row. The worker then
-reads it in batches, validates each row with the same limits as the API, and
-upserts each batch by ``(owner, sku)`` with one statement over arrays. All
-batches and the job's outcome share one transaction, so a run that dies or is
-cancelled leaves no partial import behind, and a retry counts from zero.
+validates the rows in batches with the same limits as the API (in a thread,
+while the previous batch is written), inserts the new ones (COPY for large
+batches) and updates the owner's existing skus with one statement per batch.
+All batches and the job's outcome share one transaction, so a run that dies or
+is cancelled leaves no partial import behind, and a retry counts from zero.
 
 Export writes the owner's items with the same header, so that an export
 imports back unchanged.
@@ -208,13 +209,12 @@ class _Parsed:
     last_line: int
 
 
-def _parse(content: str, owner_id: UUID, batch_rows: int) -> Iterator[_Parsed]:
-    """Validate the file's rows, ``batch_rows`` at a time. Runs in a thread,
-    so that the next batch is parsed while the previous one is written."""
-    reader = _reader(content)
-    header = next(reader, None) or []
-    columns = parse_header(header)
-    width = len(header)
+def _parse(
+    reader: Any, columns: dict[str, int], width: int, owner_id: UUID, batch_rows: int
+) -> Iterator[_Parsed]:
+    """Validate the rows after the header (``reader`` has read it),
+    ``batch_rows`` at a time. Runs in a thread, so that the next batch is
+    parsed while the previous one is written."""
     sku_at, name_at = columns["sku"], columns["name"]
     price_at, quantity_at = columns["price"], columns["quantity"]
     description_at = columns.get("description")
@@ -388,13 +388,14 @@ async def import_items(session: AsyncSession, ctx: JobContext) -> Output:
         raise JobError("the job has no uploaded file")
     try:
         content = decode(data)
-        header: list[str] = next(_reader(content), [])
-        parse_header(header)
+        reader = _reader(content)
+        header: list[str] = next(reader, [])
+        columns = parse_header(header)
     except UploadProblem as exc:
         raise JobError(str(exc)) from None
 
     expected_lines = max(content.count("\n"), 1)
-    batches = _parse(content, ctx.job.owner_id, ctx.settings.import_batch_rows)
+    batches = _parse(reader, columns, len(header), ctx.job.owner_id, ctx.settings.import_batch_rows)
     report = _Report()
 
     def step() -> _Parsed | None:
