@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from core.errors import AppError
+
+log = logging.getLogger(__name__)
 
 TOO_LARGE_CODE = "request_too_large"
 
@@ -63,10 +68,25 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, exc.headers)
 
 
+async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # Redis still unreachable after the client's retries: the request can be
+    # retried later, so say so instead of answering a bare 500.
+    log.warning("redis unavailable: %s", exc)
+    return error_response(
+        503,
+        "service_unavailable",
+        "a backing service (redis) is unavailable; retry shortly",
+        {"Retry-After": "5"},
+    )
+
+
 def install(app: FastAPI) -> None:
-    """Render :class:`AppError` and HTTP errors in the one error shape."""
+    """Render :class:`AppError`, HTTP errors and an unreachable Redis in the
+    one error shape."""
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RedisConnectionError, _redis_unavailable)
+    app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
 
 
 _DESCRIPTIONS = {

@@ -13,6 +13,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api import auth, errors, health, items, jobs, users
 from api.middleware import BodySizeLimit, SecurityHeaders
@@ -39,6 +43,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         socket_connect_timeout=2,
         socket_timeout=2,
         health_check_interval=30,
+        # A restarted Redis leaves dead sockets in the pool; retry on a fresh
+        # connection (pipelines included, which only retry on these errors)
+        # instead of failing the request.
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     app.state.producer = create_producer(settings)
     app.state.head_revisions = head_revisions()

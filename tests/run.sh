@@ -33,9 +33,19 @@ export API_PORT="${TEST_API_PORT:-18000}"
 export API_URL="http://127.0.0.1:${API_PORT}"
 
 step() { printf '\n==> %s\n' "$*"; }
-teardown() { docker compose --profile test down -v --remove-orphans >/dev/null 2>&1 || true; }
+down() { docker compose --profile test down -v --remove-orphans >/dev/null 2>&1 || true; }
+teardown() {
+    local status=$?
+    if [ "$status" -ne 0 ]; then
+        # What the services said, so that a failure in CI can be diagnosed.
+        step "failed (exit $status); last service logs"
+        docker compose logs --no-color --tail=150 api worker scheduler 2>&1 |
+            grep -v 'GET /health' || true
+    fi
+    down
+}
 trap teardown EXIT
-teardown
+down
 
 started=$SECONDS
 step "build"

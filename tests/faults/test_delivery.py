@@ -19,13 +19,26 @@ from tests.e2e.conftest import API_URL, compose, wait_for
 Headers = dict[str, str]
 
 
+PASSWORD = "fault tolerant password"
+
+
+def login(api: httpx.Client, email: str) -> httpx.Response:
+    """Log in (the login throttle reads Redis)."""
+    return api.post("/api/v1/auth/login", data={"username": email, "password": PASSWORD})
+
+
 @pytest.fixture
-def user(api: httpx.Client) -> Headers:
+def email(api: httpx.Client) -> str:
     """A fresh user per test, so that job and item counts are the test's own."""
     email = f"faults-{uuid.uuid4().hex[:12]}@example.com"
-    password = "fault tolerant password"
-    assert api.post("/api/v1/auth/register", json={"email": email, "password": password}).is_success
-    token = api.post("/api/v1/auth/login", data={"username": email, "password": password})
+    assert api.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).is_success
+    return email
+
+
+@pytest.fixture
+def user(api: httpx.Client, email: str) -> Headers:
+    token = login(api, email)
+    assert token.status_code == 200, token.text
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
@@ -122,7 +135,7 @@ def test_500_imports_while_the_worker_is_killed_three_times(
     assert all(t["queued"] + t["running"] > 0 for t in observed), observed
 
 
-def test_redis_restart_during_a_burst_of_200(api: httpx.Client, user: Headers) -> None:
+def test_redis_restart_during_a_burst_of_200(api: httpx.Client, user: Headers, email: str) -> None:
     skus = [f"redis-{n:03d}" for n in range(200)]
     with ThreadPoolExecutor(1) as pool:
         burst = pool.submit(submit, user, skus, threads=4)
@@ -135,6 +148,10 @@ def test_redis_restart_during_a_burst_of_200(api: httpx.Client, user: Headers) -
         started = time.monotonic()
         compose("restart", "redis")
         restart_seconds = time.monotonic() - started
+        # The API's Redis connections died with the restart; the next login
+        # must reconnect rather than fail.
+        after_restart = login(api, email)
+        assert after_restart.status_code == 200, after_restart.text
         ids = burst.result(timeout=300)
     assert len(ids) == 200
     wait_succeeded(api, user, 200, timeout=180)

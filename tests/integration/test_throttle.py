@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.main import create_app
+from core.settings import Settings
 from tests.integration.conftest import login, register
 
 
@@ -74,3 +77,23 @@ async def test_success_clears_the_email_counter(
     assert (await login(client, user["email"])).status_code == 200
     for _ in range(4):
         assert (await login(client, user["email"], "wrong password!")).status_code == 401
+
+
+async def test_unreachable_redis_is_a_503_not_a_500(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """With nothing listening at REDIS_URL, a login (which needs the throttle
+    counters) answers 503 with Retry-After once the client's retries ran out."""
+    unreachable = settings.model_copy(
+        update={"redis": settings.redis.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})}
+    )
+    app = create_app(unreachable)
+    async with app.router.lifespan_context(app):
+        app.state.sessionmaker = sessionmaker
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            user = await register(client)
+            response = await login(client, user["email"])
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "service_unavailable"
