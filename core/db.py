@@ -7,6 +7,7 @@ or across a fork.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 from core.errors import AppError
 from core.settings import DatabaseSettings
@@ -28,15 +30,34 @@ M = TypeVar("M")
 _AFTER_COMMIT = "after_commit"
 
 
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
 def create_engine(settings: DatabaseSettings, *, application_name: str = "appstack") -> AsyncEngine:
-    """An asyncpg engine with the pool configured from the environment."""
+    """An asyncpg engine with the pool configured from the environment.
+
+    With DB_POOLER=transaction the pooler owns the connections: the engine
+    keeps none (NullPool), and since consecutive transactions may land on
+    different server connections, asyncpg caches no prepared statements and
+    names each one uniquely, so no "prepared statement ... already exists /
+    does not exist" can occur.
+    """
     url = settings.url
     connect_args = dict(url.connect_args)
     server_settings = dict(connect_args.pop("server_settings", {}))
     server_settings.setdefault("application_name", application_name)
+    connect_args["server_settings"] = server_settings
+    if settings.pooled:
+        connect_args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
+        return create_async_engine(url.url, connect_args=connect_args, poolclass=NullPool)
     return create_async_engine(
         url.url,
-        connect_args={**connect_args, "server_settings": server_settings},
+        connect_args=connect_args,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,

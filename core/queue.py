@@ -69,6 +69,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "worker_prefetch_multiplier": 1,
+        "worker_concurrency": settings.jobs.worker_concurrency,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "timezone": "UTC",

@@ -149,17 +149,43 @@ class DatabaseSettings(_Base):
     db_max_overflow: int = Field(default=10, ge=0, le=1000)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
+    # "transaction" when DATABASE_URL points at a transaction-mode pooler
+    # (PgBouncer, Supabase's pooler): no client-side pool, no prepared
+    # statement cache, uniquely named prepared statements.
+    db_pooler: Literal["none", "transaction"] = "none"
+    # A direct (not pooled) URL for migrations, which hold a session-level
+    # advisory lock that a transaction pooler cannot keep. Unset: DATABASE_URL.
+    database_direct_url: str | None = None
+    # The server's max_connections, for the start-up connection budget.
+    # Unset: read with SHOW max_connections.
+    db_max_connections: int | None = Field(default=None, ge=1)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        normalize_database_url(value)
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            normalize_database_url(value)
         return value
+
+    @field_validator("db_pooler", mode="before")
+    @classmethod
+    def _normalise_pooler(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def url(self) -> DatabaseURL:
         """The normalised asyncpg URL and its connect arguments."""
         return normalize_database_url(self.database_url)
+
+    @property
+    def direct_url(self) -> DatabaseURL:
+        """The URL for migrations and other session-level work."""
+        return normalize_database_url(self.database_direct_url or self.database_url)
+
+    @property
+    def pooled(self) -> bool:
+        """True when a transaction-mode pooler sits in front of Postgres."""
+        return self.db_pooler == "transaction"
 
 
 class RedisSettings(_Base):
@@ -212,6 +238,8 @@ class JobSettings(_Base):
     relay_interval_seconds: float = Field(default=5.0, gt=0)
     # CSV rows validated and written per database round trip.
     import_batch_rows: int = Field(default=20_000, ge=1, le=100_000)
+    # Celery worker processes (prefork children) per worker container.
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
 
     @model_validator(mode="after")
     def _heartbeat_beats_staleness(self) -> JobSettings:
@@ -236,7 +264,13 @@ class Settings(BaseModel):
 
 
 # Values of these variables may hold credentials and are never echoed back.
-_SECRET_FIELDS = {"secret_key", "database_url", "redis_url", "first_superuser_password"}
+_SECRET_FIELDS = {
+    "secret_key",
+    "database_url",
+    "database_direct_url",
+    "redis_url",
+    "first_superuser_password",
+}
 
 
 def _describe(error: ValidationError) -> str:
@@ -311,6 +345,9 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes")
     if urlsplit(settings.db.database_url).password in PLACEHOLDER_SECRETS | {None}:
         problems.append("DATABASE_URL has a missing or placeholder password")
+    direct = settings.db.database_direct_url
+    if direct is not None and urlsplit(direct).password in PLACEHOLDER_SECRETS | {None}:
+        problems.append("DATABASE_DIRECT_URL has a missing or placeholder password")
     if "*" in settings.http.cors_origin_list:
         problems.append("CORS_ORIGINS allows '*'; list the allowed origins")
     return problems

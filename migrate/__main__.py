@@ -37,7 +37,7 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 async def migrate(revision: str = "head") -> None:
     """Take the lock, upgrade, release the lock."""
-    url = load_settings_or_exit().db.url
+    url = load_settings_or_exit().db.direct_url
     engine = create_async_engine(url.url, connect_args=url.connect_args, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:

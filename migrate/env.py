@@ -27,7 +27,7 @@ target_metadata = Base.metadata
 def run_migrations_offline() -> None:
     """Emit SQL to stdout instead of running it (``alembic upgrade head --sql``)."""
     context.configure(
-        url=load_settings_or_exit().db.url.url,
+        url=load_settings_or_exit().db.direct_url.url,
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -46,7 +46,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 async def run_async_migrations() -> None:
     """Open a connection of our own (no pooling: this process is short-lived)."""
-    url = load_settings_or_exit().db.url
+    url = load_settings_or_exit().db.direct_url
     engine = create_async_engine(url.url, connect_args=url.connect_args, poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)

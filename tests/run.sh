@@ -3,7 +3,8 @@
 #
 #   1. build the images; start db and redis; run the migrations;
 #   2. unit + integration tests inside a container on the compose network,
-#      against the dedicated <db>_test database;
+#      against the dedicated <db>_test database; then the integration tests
+#      once more through PgBouncer in transaction mode;
 #   3. the whole stack up; end-to-end tests from the host against the
 #      published API;
 #   4. fault tests: workers killed, Redis restarted, poison jobs;
@@ -33,7 +34,7 @@ export API_PORT="${TEST_API_PORT:-18000}"
 export API_URL="http://127.0.0.1:${API_PORT}"
 
 step() { printf '\n==> %s\n' "$*"; }
-down() { docker compose --profile test down -v --remove-orphans >/dev/null 2>&1 || true; }
+down() { docker compose --profile test --profile pgbouncer down -v --remove-orphans >/dev/null 2>&1 || true; }
 teardown() {
     local status=$?
     if [ "$status" -ne 0 ]; then
@@ -58,6 +59,11 @@ if [ "$mode" = all ]; then
     step "unit and integration tests (in a container on the compose network)"
     docker compose --profile test run --rm test \
         pytest -p no:cacheprovider tests/unit tests/integration "$@"
+
+    step "integration tests again, through PgBouncer in transaction mode (DB_POOLER=transaction)"
+    TEST_DB_HOST=pgbouncer TEST_DB_POOLER=transaction \
+        docker compose --profile test --profile pgbouncer run --rm test \
+        pytest -p no:cacheprovider tests/integration "$@"
 fi
 
 step "whole stack"

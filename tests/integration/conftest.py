@@ -47,7 +47,7 @@ def settings() -> Settings:
 
 async def recreate_database(settings: Settings, name: str) -> None:
     """Drop and create database ``name`` on the server of DATABASE_URL."""
-    url = make_url(settings.db.url.url).set(database="postgres")
+    url = make_url(settings.db.direct_url.url).set(database="postgres")
     admin = create_async_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     async with admin.connect() as connection:
         await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

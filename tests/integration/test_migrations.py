@@ -17,16 +17,16 @@ from tests.integration.conftest import recreate_database
 
 
 def alembic(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": url}
+    env = {**os.environ, "DATABASE_URL": url, "DATABASE_DIRECT_URL": url}
     return subprocess.run(
         ["alembic", *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 
 async def test_upgrade_check_downgrade_upgrade(settings: Settings) -> None:
-    name = (make_url(settings.db.url.url).database or "") + "_migrations"
+    name = (make_url(settings.db.direct_url.url).database or "") + "_migrations"
     await recreate_database(settings, name)
-    url = make_url(settings.db.url.url).set(database=name).render_as_string(hide_password=False)
+    url = make_url(settings.db.direct_url.url).set(database=name).render_as_string(hide_password=False)
 
     steps = [
         ("upgrade", "head"),
@@ -47,9 +47,9 @@ async def test_upgrade_check_downgrade_upgrade(settings: Settings) -> None:
 
 async def test_the_comparison_detects_drift(settings: Settings) -> None:
     """The agreement check above can fail: a table the migrations lack is found."""
-    name = (make_url(settings.db.url.url).database or "") + "_drift"
+    name = (make_url(settings.db.direct_url.url).database or "") + "_drift"
     await recreate_database(settings, name)
-    url = make_url(settings.db.url.url).set(database=name)
+    url = make_url(settings.db.direct_url.url).set(database=name)
     assert alembic(url.render_as_string(hide_password=False), "upgrade", "head").returncode == 0
 
     drifted = MetaData(naming_convention=Base.metadata.naming_convention)
@@ -60,7 +60,7 @@ async def test_the_comparison_detects_drift(settings: Settings) -> None:
     def compare(connection: Connection, metadata: MetaData) -> list[Any]:
         return list(compare_metadata(MigrationContext.configure(connection), metadata))
 
-    engine = create_async_engine(url, connect_args=settings.db.url.connect_args)
+    engine = create_async_engine(url, connect_args=settings.db.direct_url.connect_args)
     try:
         async with engine.connect() as connection:
             assert await connection.run_sync(compare, Base.metadata) == []
