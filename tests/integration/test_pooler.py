@@ -7,8 +7,10 @@ same statements over many short transactions raises no "prepared statement
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from sqlalchemy import bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import NullPool, QueuePool
 
 from core.db import create_engine
@@ -71,3 +73,16 @@ async def test_many_short_transactions_reuse_statements_safely(settings: Setting
             assert results == [n + 1 for n in range(start, start + 8)]
     finally:
         await engine.dispose()
+
+
+async def test_queries_travel_the_way_the_settings_say(
+    settings: Settings, connection: AsyncConnection
+) -> None:
+    """Through a pooler Postgres sees the pooler's address, not this container's."""
+    own_address = socket.gethostbyname(socket.gethostname())
+    seen_by_postgres = await connection.scalar(text("SELECT host(inet_client_addr())"))
+    assert (seen_by_postgres != own_address) == settings.db.pooled, (
+        own_address,
+        seen_by_postgres,
+        settings.db.db_pooler,
+    )
