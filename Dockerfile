@@ -1,6 +1,7 @@
 # One image for the api, worker, scheduler and migrate services.
-#   runtime (default): the locked runtime dependencies and the code
-#   test:              adds the dev dependencies and the tests
+#   test:    adds the dev dependencies and the tests
+#   runtime: the locked runtime dependencies and the code (the last stage,
+#            so the default when no target is given)
 ARG PYTHON_IMAGE=python:3.13-slim
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -33,16 +34,6 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
 WORKDIR /app
 
-FROM base AS runtime
-COPY --from=builder /opt/venv /opt/venv
-COPY core ./core
-COPY api ./api
-COPY worker ./worker
-COPY migrate ./migrate
-USER app
-EXPOSE 8000
-CMD ["gunicorn", "-c", "api/gunicorn.conf.py"]
-
 FROM base AS test
 COPY --from=builder-test /opt/venv /opt/venv
 COPY pyproject.toml ./
@@ -51,5 +42,20 @@ COPY api ./api
 COPY worker ./worker
 COPY migrate ./migrate
 COPY tests ./tests
+COPY Dockerfile docker-compose.yml ./
+COPY deploy/render.yaml ./deploy/
 USER app
 CMD ["pytest", "-p", "no:cacheprovider", "tests/unit", "tests/integration"]
+
+# Last, so that a build without a target (Render's) produces the runtime image.
+FROM base AS runtime
+COPY --from=builder /opt/venv /opt/venv
+COPY core ./core
+COPY api ./api
+COPY worker ./worker
+COPY migrate ./migrate
+# Bytecode built now: the root filesystem is read-only in production.
+RUN python -m compileall -q core api worker migrate
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "-c", "api/gunicorn.conf.py"]

@@ -22,7 +22,7 @@ from api import auth, errors, health, items, jobs, users
 from api.middleware import BodySizeLimit, SecurityHeaders
 from core.db import create_engine, create_sessionmaker
 from core.logging import configure_logging
-from core.migrations import head_revisions
+from core.migrations import head_revisions, known_revisions
 from core.queue import create_producer
 from core.settings import Settings, load_settings_or_exit
 
@@ -51,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.producer = create_producer(settings)
     app.state.head_revisions = head_revisions()
+    app.state.known_revisions = known_revisions()
     try:
         yield
     finally:

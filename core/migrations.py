@@ -22,6 +22,13 @@ def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
+def known_revisions() -> set[str]:
+    """Every revision of the migration scripts shipped with this code."""
+    return {
+        script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    }
+
+
 async def current_revisions(connection: AsyncConnection) -> set[str]:
     """The revision(s) recorded in the database (empty before the first migration)."""
     exists = await connection.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))

@@ -36,6 +36,17 @@ async def test_ready_names_a_schema_behind_the_code(
     assert sorted(head_revisions())[0] in body["checks"]["migrations"]
 
 
+async def test_ready_while_a_newer_release_has_migrated(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """During a rolling update the old instances see a revision they do not
+    know; they stay ready (migrations are additive) instead of all dropping out."""
+    app.state.known_revisions = set()
+    response = await client.get("/health/ready")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["migrations"] == "ok"
+
+
 async def test_ready_names_an_unreachable_redis(app: FastAPI, client: httpx.AsyncClient) -> None:
     from redis.asyncio import Redis
 

@@ -26,7 +26,11 @@ def alembic(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 async def test_upgrade_check_downgrade_upgrade(settings: Settings) -> None:
     name = (make_url(settings.db.direct_url.url).database or "") + "_migrations"
     await recreate_database(settings, name)
-    url = make_url(settings.db.direct_url.url).set(database=name).render_as_string(hide_password=False)
+    url = (
+        make_url(settings.db.direct_url.url)
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
 
     steps = [
         ("upgrade", "head"),

@@ -1,0 +1,27 @@
+# Shared by deploy.sh, backup.sh and restore.sh (sourced, not run).
+#
+# ENV_FILE      the stack's env file (default .env.prod in the checkout)
+# COMPOSE_FILE  the compose file (default docker-compose.prod.yml)
+# Run from anywhere: paths are relative to the checkout.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+ENV_FILE=${ENV_FILE:-.env.prod}
+COMPOSE_FILE=${COMPOSE_FILE:-docker-compose.prod.yml}
+[ -f "$ENV_FILE" ] || { echo "no $ENV_FILE in $ROOT (copy .env.prod.example)" >&2; exit 2; }
+
+compose() { docker compose -f "$COMPOSE_FILE" --env-file "$ENV_FILE" "$@"; }
+
+# env_value KEY [DEFAULT]: a variable as compose sees it (the shell's value
+# wins over the env file's, as in compose's own interpolation).
+env_value() {
+    local key=$1 default=${2:-} value
+    value=${!key:-}
+    if [ -z "$value" ]; then
+        value=$(sed -n "s/^${key}=//p" "$ENV_FILE" | tail -n 1)
+    fi
+    printf '%s' "${value:-$default}"
+}
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }

@@ -1,0 +1,237 @@
+"""The production stack: TLS through Caddy, hardened containers, the guard
+against placeholder secrets, backup and restore, and a rolling update under
+load. The rolling update runs last: it replaces the api containers."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import compose, wait_for
+from tests.prod.conftest import (
+    APP_SERVICES,
+    PROD_HTTP_URL,
+    container_ids,
+    env_value,
+    inspect,
+    login,
+)
+
+
+def test_ready_over_https_through_caddy(https: httpx.Client) -> None:
+    response = https.get("/health/ready")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ok"
+    assert response.headers["server"] == "Caddy"  # one Server header: the proxy's
+    assert "max-age" in response.headers["strict-transport-security"]
+
+
+def test_plain_http_redirects_to_https() -> None:
+    response = httpx.get(f"{PROD_HTTP_URL}/health/ready", follow_redirects=False, timeout=10)
+    assert response.status_code == 308
+    assert response.headers["location"].startswith("https://localhost")
+
+
+def test_app_containers_are_non_root_read_only_and_without_privileges() -> None:
+    for service in APP_SERVICES:
+        details = inspect(service)
+        host = details["HostConfig"]
+        assert details["Config"]["User"] not in ("", "0", "root", "0:0"), service
+        uid = compose("exec", "-T", service, "id", "-u").stdout.strip()
+        assert uid not in ("", "0"), f"{service} runs as uid {uid}"
+        assert host["ReadonlyRootfs"] is True, service
+        assert host["CapDrop"] == ["ALL"], service
+        assert not host["CapAdd"], service
+        assert "no-new-privileges:true" in host["SecurityOpt"], service
+        for limit in ("Memory", "NanoCpus", "PidsLimit"):
+            assert host[limit] > 0, f"{service} has no {limit} limit"
+        assert host["RestartPolicy"]["Name"] == "unless-stopped", service
+        assert host["LogConfig"]["Type"] == "json-file", service
+        assert {"max-size", "max-file"} <= set(host["LogConfig"]["Config"]), service
+        # Read-only where the code lives, writable where it must be.
+        denied = compose("exec", "-T", service, "touch", "/app/x", check=False)
+        assert denied.returncode != 0, service
+        assert "Read-only file system" in denied.stderr, service
+        for scratch in ("/tmp/x", "/dev/shm/x"):  # noqa: S108 (inside the container)
+            compose("exec", "-T", service, "touch", scratch)
+
+
+def test_only_the_proxy_publishes_ports() -> None:
+    for service in ("db", "redis", *APP_SERVICES):
+        details = inspect(service)
+        assert not details["HostConfig"]["PortBindings"], service
+        bound = [b for b in details["NetworkSettings"]["Ports"].values() if b]
+        assert bound == [], f"{service} publishes {bound}"
+    caddy = inspect("caddy")["HostConfig"]["PortBindings"]
+    assert set(caddy) == {"80/tcp", "443/tcp", "443/udp"}
+    assert {b["HostIp"] for bindings in caddy.values() for b in bindings} == {"127.0.0.1"}
+
+
+def test_api_trusts_forwarded_headers_only_from_the_proxy_network() -> None:
+    subnet = ipaddress.ip_network(env_value("PROXY_SUBNET"))
+    api = inspect("api")
+    env = dict(item.split("=", 1) for item in api["Config"]["Env"])
+    assert env["FORWARDED_ALLOW_IPS"] == str(subnet)
+    # The edge network holds exactly the proxy and the api.
+    edge = next(n for n in inspect("caddy")["NetworkSettings"]["Networks"] if n.endswith("_edge"))
+    for service in ("caddy", "api"):
+        address = inspect(service)["NetworkSettings"]["Networks"][edge]["IPAddress"]
+        assert ipaddress.ip_address(address) in subnet, service
+    for service in ("db", "redis", "worker", "scheduler"):
+        assert edge not in inspect(service)["NetworkSettings"]["Networks"], service
+
+
+def test_placeholder_secrets_refuse_to_start() -> None:
+    """With .env.prod.example as it ships, the app containers exit at once."""
+    env = {
+        **os.environ,
+        "COMPOSE_PROJECT_NAME": "appstack-guardtest",
+        "COMPOSE_ENV_FILES": ".env.prod.example",
+        "APP_ENV_FILE": ".env.prod.example",
+        "APP_IMAGE": env_value("APP_IMAGE"),  # the image built for this run
+    }
+
+    def guarded(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "compose", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    try:
+        refused = guarded("run", "--rm", "--no-deps", "migrate")
+    finally:
+        guarded("down", "-v", "--remove-orphans")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0, output
+    assert "refusing to start in production" in output, output
+    assert "SECRET_KEY is a placeholder" in output, output
+    assert "DATABASE_URL has a missing or placeholder password" in output, output
+
+
+def run_script(script: str, *args: str, **env: str) -> str:
+    done = subprocess.run(
+        [f"deploy/vm/{script}", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def psql(sql: str) -> str:
+    return compose(
+        "exec",
+        "-T",
+        "db",
+        "sh",
+        "-c",
+        f'psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{sql}"',
+    ).stdout.strip()
+
+
+def test_backup_wipe_and_restore_bring_the_rows_back(
+    https: httpx.Client, account: dict[str, str], tmp_path: Path
+) -> None:
+    headers = {"Authorization": account["Authorization"]}
+    skus = [f"backup-{n}" for n in range(3)]
+    for sku in skus:
+        created = https.post(
+            "/api/v1/items",
+            json={"sku": sku, "name": f"Item {sku}", "price": "2.50", "quantity": 4},
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+
+    backups = tmp_path / "backups"
+    dumps = []
+    for _ in range(3):  # BACKUP_KEEP=2: the oldest of three is deleted
+        dumps.append(
+            Path(run_script("backup.sh", BACKUP_DIR=str(backups), BACKUP_KEEP="2").strip())
+        )
+        time.sleep(1.1)  # file names carry the second
+    assert sorted(backups.iterdir()) == sorted(dumps[1:])
+    assert dumps[-1].read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
+
+    # Wipe: the database volume is deleted and Postgres starts empty.
+    compose("stop", "api", "worker", "scheduler", "db")
+    compose("rm", "-f", "db")
+    volume = f"{os.environ['COMPOSE_PROJECT_NAME']}_db-data"
+    subprocess.run(["docker", "volume", "rm", volume], check=True, capture_output=True)
+    compose("up", "-d", "--wait", "db")
+    assert psql("SELECT to_regclass('items') IS NULL") == "t"
+
+    run_script("restore.sh", str(dumps[-1]))
+
+    headers = login(https, account["email"])  # the user is back
+    listed = https.get("/api/v1/items", params={"limit": 100}, headers=headers)
+    assert listed.status_code == 200, listed.text
+    assert sorted(item["sku"] for item in listed.json()["items"]) == skus
+
+
+def test_rolling_update_of_the_api_under_load_fails_no_request(
+    https: httpx.Client, account: dict[str, str]
+) -> None:
+    headers = {"Authorization": account["Authorization"]}
+    created = https.post(
+        "/api/v1/items",
+        json={"sku": "rolling", "name": "Rolling", "price": "1.00", "quantity": 1},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    item_url = f"/api/v1/items/{created.json()['id']}"
+    old_api = container_ids("api")
+
+    outcomes: list[tuple[str, int | str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        """About 5 requests a second, reads and writes, until told to stop."""
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                if n % 2:
+                    status: int | str = https.get(item_url, headers=headers).status_code
+                    outcomes.append(("GET", status))
+                else:
+                    response = https.post(
+                        "/api/v1/items",
+                        json={"sku": f"rolling-{n}", "name": "R", "price": "1.00", "quantity": 1},
+                        headers=headers,
+                    )
+                    outcomes.append(("POST", response.status_code))
+            except httpx.HTTPError as exc:
+                outcomes.append(("ERROR", repr(exc)))
+            time.sleep(0.2)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        wait_for(lambda: len(outcomes) >= 5, timeout=30, what="the load to start")
+        started = time.monotonic()
+        run_script("deploy.sh")
+        seconds = time.monotonic() - started
+        served = len(outcomes)
+        time.sleep(2)  # and a little after
+    finally:
+        stop.set()
+        loader.join(timeout=60)
+
+    new_api = container_ids("api")
+    assert new_api, "no api container after the update"
+    assert not set(new_api) & set(old_api), (old_api, new_api)
+    failed = [o for o in outcomes if o[1] not in (200, 201)]
+    print(
+        f"\nrolling update: {seconds:.1f}s, {served} requests during it "
+        f"({len(outcomes)} in all), {len(failed)} failed"
+    )
+    assert failed == []
+    assert https.get("/health/ready").status_code == 200
