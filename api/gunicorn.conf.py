@@ -4,10 +4,13 @@ Workers = WEB_CONCURRENCY when set, else 2 x effective CPUs + 1, where the
 effective CPU count honours the container's CPU quota (see core.cpu).
 """
 
+from core.budget import log_budget
 from core.cpu import effective_cpus, gunicorn_workers
+from core.logging import configure_logging
 from core.settings import load_settings_or_exit
 
 _settings = load_settings_or_exit()
+configure_logging(_settings.app.log_level)
 _cpus = effective_cpus()
 
 wsgi_app = "api.main:app"
@@ -31,6 +34,8 @@ control_socket_disable = True
 
 
 def on_starting(server: object) -> None:
-    """Say how the worker count was chosen."""
+    """Say how the worker count was chosen, and what it costs in database
+    connections (before any worker is forked)."""
     source = "WEB_CONCURRENCY" if _settings.web.web_concurrency else f"{_cpus} effective CPUs"
     print(f"gunicorn: {workers} workers ({source})", flush=True)
+    log_budget(_settings, api_processes=workers, worker_processes=_settings.jobs.worker_concurrency)

@@ -146,7 +146,7 @@ class DatabaseSettings(_Base):
 
     database_url: str = "postgresql://app:app@localhost:5432/app"
     db_pool_size: int = Field(default=5, ge=1, le=1000)
-    db_max_overflow: int = Field(default=10, ge=0, le=1000)
+    db_max_overflow: int = Field(default=5, ge=0, le=1000)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     # "transaction" when DATABASE_URL points at a transaction-mode pooler

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from core.budget import worker_pool
 from core.db import create_engine, create_sessionmaker
 from core.settings import get_settings
 
@@ -45,7 +46,11 @@ def start() -> Runtime:
     global _runtime
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    engine = create_engine(get_settings().db, application_name="worker")
+    db = get_settings().db
+    # One task at a time per child: a small pool (core.budget.worker_pool).
+    pool_size, max_overflow = worker_pool(db)
+    db = db.model_copy(update={"db_pool_size": pool_size, "db_max_overflow": max_overflow})
+    engine = create_engine(db, application_name="worker")
     _runtime = Runtime(os.getpid(), loop, engine, create_sessionmaker(engine))
     log.debug("worker runtime started in pid %s", _runtime.pid)
     return _runtime

@@ -72,3 +72,16 @@ def test_200_tasks_in_a_row_on_two_worker_processes(
     logs = compose("logs", "--no-color", "worker").stdout
     assert not LOOP_ERRORS.findall(logs)
     assert "Traceback" not in logs
+
+
+def test_api_and_worker_log_their_connection_budget() -> None:
+    """Both services state their worst-case connections against the server's
+    max_connections (read with SHOW max_connections) at start-up."""
+    for service in ("api", "worker"):
+        logs = compose("logs", "--no-color", service).stdout
+        line = next(
+            (ln for ln in logs.splitlines() if "database connections, worst case" in ln), ""
+        )
+        assert line, f"{service} logged no connection budget"
+        assert "max_connections=100" in line, line
+        assert "WORKER_CONCURRENCY" in line, line

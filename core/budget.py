@@ -1,0 +1,135 @@
+"""The database connection budget, logged by the api and the worker at start-up.
+
+Every gunicorn worker and every Celery child owns an engine with its own pool,
+so the worst case is processes x (pool size + overflow) per service. Added up
+over the services it must stay well below Postgres' ``max_connections``, or a
+busy moment ends in "too many connections" errors. Both services log the same
+stack-wide figure and warn when it passes 80 % of the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from core.settings import DatabaseSettings, Settings
+
+log = logging.getLogger("appstack.budget")
+
+WARN_FRACTION = 0.8
+# A Celery child runs one task at a time: the task's session, its heartbeat
+# and a progress update are the most it holds at once (see worker.runner).
+WORKER_POOL_SIZE = 2
+WORKER_MAX_OVERFLOW = 1
+# The migrate service's single connection during a deploy.
+MIGRATE_CONNECTIONS = 1
+
+
+def worker_pool(db: DatabaseSettings) -> tuple[int, int]:
+    """Pool size and overflow of one Celery child's engine."""
+    return min(db.db_pool_size, WORKER_POOL_SIZE), min(db.db_max_overflow, WORKER_MAX_OVERFLOW)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Worst-case connections of the api and the worker (one replica each)."""
+
+    api_processes: int
+    api_per_process: int
+    worker_processes: int
+    worker_per_process: int
+
+    @property
+    def api(self) -> int:
+        """The api's worst case."""
+        return self.api_processes * self.api_per_process
+
+    @property
+    def worker(self) -> int:
+        """The worker's worst case."""
+        return self.worker_processes * self.worker_per_process
+
+    @property
+    def total(self) -> int:
+        """Both services and a running migration."""
+        return self.api + self.worker + MIGRATE_CONNECTIONS
+
+
+def budget(settings: Settings, *, api_processes: int, worker_processes: int) -> Budget:
+    """The worst case for these process counts and the configured pools."""
+    db = settings.db
+    return Budget(
+        api_processes=api_processes,
+        api_per_process=db.db_pool_size + db.db_max_overflow,
+        worker_processes=worker_processes,
+        worker_per_process=sum(worker_pool(db)),
+    )
+
+
+def describe(b: Budget) -> str:
+    """One line with every factor, for the start-up log."""
+    return (
+        f"database connections, worst case: api {b.api_processes} gunicorn workers x "
+        f"{b.api_per_process} (DB_POOL_SIZE + DB_MAX_OVERFLOW) = {b.api}; "
+        f"worker {b.worker_processes} processes (WORKER_CONCURRENCY) x {b.worker_per_process} "
+        f"= {b.worker}; + {MIGRATE_CONNECTIONS} migrate = {b.total} per replica of each service"
+    )
+
+
+def over_budget(b: Budget, max_connections: int) -> str | None:
+    """The warning to log when the total passes 80 % of ``max_connections``."""
+    limit = int(max_connections * WARN_FRACTION)
+    if b.total <= limit:
+        return None
+    return (
+        f"the worst case of {b.total} database connections exceeds 80% of "
+        f"max_connections={max_connections} ({limit}); lower DB_POOL_SIZE / DB_MAX_OVERFLOW "
+        f"(now {b.api_per_process} per api process), WEB_CONCURRENCY (now "
+        f"{b.api_processes}) or WORKER_CONCURRENCY (now {b.worker_processes}), put a "
+        f"transaction pooler in front (DB_POOLER=transaction), or raise max_connections"
+    )
+
+
+ASK_TIMEOUT_SECONDS = 5.0
+
+
+async def server_max_connections(db: DatabaseSettings) -> int | None:
+    """DB_MAX_CONNECTIONS, else Postgres' ``SHOW max_connections``; None when
+    the server cannot be asked (the budget is then logged without a limit)."""
+    if db.db_max_connections is not None:
+        return db.db_max_connections
+    url = db.direct_url
+    engine = create_async_engine(url.url, connect_args=url.connect_args, poolclass=NullPool)
+    try:
+        async with asyncio.timeout(ASK_TIMEOUT_SECONDS), engine.connect() as connection:
+            value = await connection.scalar(text("SHOW max_connections"))
+        return int(value)
+    except Exception as exc:  # a start-up log line must never stop the service
+        log.info("could not read max_connections (%s); set DB_MAX_CONNECTIONS", exc)
+        return None
+    finally:
+        await engine.dispose()
+
+
+def log_budget(settings: Settings, *, api_processes: int, worker_processes: int) -> Budget:
+    """Log the budget, and warn when it is too close to the server's limit.
+
+    Through a transaction pooler (DB_POOLER=transaction) the pooler's own pool
+    bounds the server's connections, so there is nothing to compare.
+    """
+    b = budget(settings, api_processes=api_processes, worker_processes=worker_processes)
+    if settings.db.pooled:
+        log.info("%s (client connections to the pooler)", describe(b))
+        return b
+    max_connections = asyncio.run(server_max_connections(settings.db))
+    limit = f"max_connections={max_connections}" if max_connections else "max_connections unknown"
+    log.info("%s; %s", describe(b), limit)
+    warning = over_budget(b, max_connections) if max_connections else None
+    if warning:
+        log.warning(warning)
+    return b
