@@ -17,10 +17,10 @@ API_PORT ?= $(shell sed -n 's/^API_PORT=//p' .env 2>/dev/null || true)
 API_PORT := $(or $(API_PORT),8000)
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: help docker env uv up watch down logs ps migrate seed revision shell psql lint fmt test test-faults bench clean
+.PHONY: help docker env uv up watch down logs ps migrate seed revision shell psql lint fmt test test-faults test-prod prod-up prod-down bench clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 docker:
 	@if [ -n "$(DOCKER_SETUP)" ]; then "$(DOCKER_SETUP)"; fi
@@ -82,15 +82,36 @@ fmt: uv ## format and autofix
 	uv run --frozen ruff format .
 	uv run --frozen ruff check --fix .
 
-test: docker uv ## the whole suite inside compose (unit, integration, end-to-end, faults)
+test: docker uv ## the whole suite: unit, integration (direct and via PgBouncer), e2e, faults, production
 	./tests/run.sh
+	./tests/prod/run.sh
 
 test-faults: docker uv ## only the fault tests (killed worker, Redis restart, poison job)
 	./tests/run.sh faults
 
+test-prod: docker uv ## only the production checks (TLS, hardening, backup/restore, rolling update)
+	./tests/prod/run.sh
+
+# The production stack on this machine: https://localhost:8443 (Caddy's local
+# CA). Secrets are generated into .env.prod.local on first use and kept.
+PROD_ENV ?= .env.prod.local
+PROD := $(COMPOSE) -f docker-compose.prod.yml --env-file $(PROD_ENV)
+
+prod-up: docker ## the production stack locally (DOMAIN=localhost, generated secrets)
+	@[ -f $(PROD_ENV) ] || ./deploy/prod-env.sh $(PROD_ENV)
+	$(PROD) up --build -d --wait
+	@echo
+	@echo "  API   https://localhost:$$(sed -n 's/^HTTPS_PORT=//p' $(PROD_ENV))  (Caddy's local CA:"
+	@echo "        $(PROD) cp caddy:/data/caddy/pki/authorities/local/root.crt .)"
+
+prod-down: docker ## stop the local production stack (volumes kept; add -v by hand to wipe)
+	@[ -f $(PROD_ENV) ] || { echo "no $(PROD_ENV): nothing to stop"; exit 0; }
+	$(PROD) down --remove-orphans
+
 clean: docker ## stop everything and delete the data volumes
 	$(COMPOSE) down -v --remove-orphans
-	$(COMPOSE) -p appstack-test --profile test down -v --remove-orphans
+	$(COMPOSE) -p appstack-test --profile test --profile pgbouncer down -v --remove-orphans
+	APP_ENV_FILE=.env.prod.example $(COMPOSE) -p appstack-prodtest -f docker-compose.prod.yml --env-file .env.prod.example down -v --remove-orphans
 
 bench: docker uv ## benchmarks on a throwaway stack; writes bench/results/latest.json
 	./bench/run.sh
