@@ -8,27 +8,17 @@ import sys
 
 import pytest
 
-from core.settings import SettingsError, load_settings, normalize_database_url
+from core.settings import Settings, SettingsError, load_settings, normalize_database_url
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "DATABASE_URL",
-        "REDIS_URL",
-        "ENVIRONMENT",
-        "SECRET_KEY",
-        "LOG_LEVEL",
-        "PORT",
-        "WEB_CONCURRENCY",
-        "DB_POOL_SIZE",
-        "DB_MAX_OVERFLOW",
-        "DB_POOL_TIMEOUT",
-        "DB_POOL_RECYCLE",
-        "FORWARDED_ALLOW_IPS",
-        "GRACEFUL_TIMEOUT",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    """No setting of the surrounding environment (the test container's
+    DATABASE_URL, DATABASE_DIRECT_URL, ...) leaks into these tests."""
+    for group in Settings.model_fields.values():
+        assert group.annotation is not None
+        for name in group.annotation.model_fields:
+            monkeypatch.delenv(name.upper(), raising=False)
 
 
 @pytest.mark.parametrize(
