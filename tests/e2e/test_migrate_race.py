@@ -33,6 +33,8 @@ def test_two_migrations_at_once() -> None:
                     "--no-deps",
                     "-e",
                     f"DATABASE_URL={url}",
+                    "-e",
+                    f"DATABASE_DIRECT_URL={url}",
                     "migrate",
                 ],
                 stdout=subprocess.PIPE,
