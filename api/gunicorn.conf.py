@@ -4,25 +4,39 @@ Workers = WEB_CONCURRENCY when set, else 2 x effective CPUs + 1, where the
 effective CPU count honours the container's CPU quota (see core.cpu).
 """
 
+import logging
+import os
+import shutil
+from typing import Any
+
 from core.budget import log_budget
 from core.cpu import effective_cpus, gunicorn_workers
-from core.logging import configure_logging
 from core.settings import load_settings_or_exit
 
 _settings = load_settings_or_exit()
-configure_logging(_settings.app.log_level)
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in
+# this directory and /metrics adds them up. It must be set before any worker
+# imports prometheus_client, and emptied at each start (stale files would
+# count twice). A tmpfs in production (/tmp).
+_METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/appstack-api-metrics")  # noqa: S108
+shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+os.makedirs(_METRICS_DIR, exist_ok=True)
 _cpus = effective_cpus()
 
 wsgi_app = "api.main:app"
 bind = f"0.0.0.0:{_settings.web.port}"
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn workers without a Server header, and gunicorn's messages in the
+# shared log format (api/serving.py).
+worker_class = "api.serving.Worker"
+logger_class = "api.serving.GunicornLogger"
 workers = gunicorn_workers(_settings.web.web_concurrency, _cpus)
 # Workers get this long to finish in-flight requests on SIGTERM; compose's
 # stop_grace_period is longer.
 graceful_timeout = _settings.web.graceful_timeout
 timeout = 60
 keepalive = 5
-accesslog = "-"
+accesslog = None
 errorlog = "-"
 loglevel = _settings.app.log_level.lower()
 # Trust X-Forwarded-* only from these addresses (the reverse proxy).
@@ -33,9 +47,16 @@ worker_tmp_dir = "/dev/shm"  # noqa: S108 (a tmpfs, not a shared temp dir)
 control_socket_disable = True
 
 
+def child_exit(server: object, worker: Any) -> None:
+    """Drop a dead worker's live gauges (requests in flight) from /metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
 def on_starting(server: object) -> None:
     """Say how the worker count was chosen, and what it costs in database
     connections (before any worker is forked)."""
     source = "WEB_CONCURRENCY" if _settings.web.web_concurrency else f"{_cpus} effective CPUs"
-    print(f"gunicorn: {workers} workers ({source})", flush=True)
+    logging.getLogger("gunicorn.error").info("%d workers (%s)", workers, source)
     log_budget(_settings, api_processes=workers, worker_processes=_settings.jobs.worker_concurrency)

@@ -18,11 +18,13 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api import auth, errors, health, items, jobs, users
+from api import auth, errors, health, items, jobs, metrics, users
 from api.middleware import BodySizeLimit, SecurityHeaders
+from api.request_context import RequestContext
 from core.db import create_engine, create_sessionmaker
 from core.logging import configure_logging
 from core.migrations import head_revisions, known_revisions
+from core.observability import init_sentry
 from core.queue import create_producer
 from core.settings import Settings, load_settings_or_exit
 
@@ -63,7 +65,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application."""
     settings = settings or load_settings_or_exit()
-    configure_logging(settings.app.log_level)
+    configure_logging(settings.app.log_level, settings.app.effective_log_format)
+    init_sentry(settings.app, component="api")
     app = FastAPI(
         title="appstack API",
         version="0.1.0",
@@ -73,7 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for router in (health.router, auth.router, users.router, items.router, jobs.router):
+    for router in (
+        health.router,
+        metrics.router,
+        auth.router,
+        users.router,
+        items.router,
+        jobs.router,
+    ):
         app.include_router(router)
 
     # Added innermost first: the size limit runs before any body is read, and
@@ -100,6 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hsts=settings.app.environment == "production",
         docs_prefixes=("/docs", "/openapi.json"),
     )
+    # Outermost: the request id, the access log and the metrics cover
+    # everything above, rejections included.
+    app.add_middleware(RequestContext)
     return app
 
 

@@ -1,11 +1,39 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmarks against a throwaway copy of the stack.
 #
+#   bench/run.sh            build; API part (up_seconds, wrk, ceiling, RSS,
+#                           image size); jobs part; one table of every figure
+#   bench/run.sh api [...]  only the API part (arguments go to python -m bench.api,
+#                           e.g. `bench/run.sh api -d 5s`)
+#   bench/run.sh jobs [...] only the jobs part (arguments go to python -m bench.jobs)
+#
+# wrk's settings also come from BENCH_DURATION (30s), BENCH_CONNECTIONS (64),
+# BENCH_THREADS (2) and BENCH_WARMUP (5s).
+#
 # The stack runs as its own compose project (appstack-bench) with the settings
-# of .env.example on 127.0.0.1:${BENCH_API_PORT:-18100}; it is torn down
-# afterwards. Results are printed and written to bench/results/latest.json.
+# of .env.example on 127.0.0.1:${BENCH_API_PORT:-18100}, the ceiling
+# (bench/ceiling.py, bench/compose.ceiling.yml) on ${BENCH_CEILING_PORT:-18101};
+# it is torn down afterwards. Results are merged into
+# bench/results/latest.json and printed by bench/report.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+part=all
+case "${1:-}" in
+  api | jobs) part=$1; shift ;;
+  all) shift ;;
+  "") ;;
+  *) echo "usage: bench/run.sh [all | api [args] | jobs [args]]" >&2; exit 2 ;;
+esac
+if [ "$part" = all ] && [ $# -gt 0 ]; then
+  echo "bench/run.sh: arguments go with one part (api or jobs); for both use BENCH_* variables" >&2
+  exit 2
+fi
+
+# Outside make (which does both), the local base images' names.
+if [ -z "${PYTHON_IMAGE:-}" ] && [ -f ../shared/docker/images.env ]; then
+  set -a; . ../shared/docker/images.env; set +a
+fi
 
 export COMPOSE_PROJECT_NAME="${BENCH_PROJECT:-appstack-bench}"
 export APP_ENV_FILE=.env.example
@@ -13,11 +41,40 @@ export COMPOSE_ENV_FILES=.env.example
 export APP_IMAGE="${BENCH_APP_IMAGE:-appstack:bench}"
 export API_PORT="${BENCH_API_PORT:-18100}"
 export API_URL="http://127.0.0.1:${API_PORT}"
+export CEILING_PORT="${BENCH_CEILING_PORT:-18101}"
+COMPOSE=(docker compose -f docker-compose.yml -f bench/compose.ceiling.yml)
 
-teardown() { docker compose down -v --remove-orphans >/dev/null 2>&1 || true; }
+if [ "$part" != jobs ] && ! command -v wrk >/dev/null; then
+  echo "bench: wrk is missing; installing it with apt-get"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  if command -v apt-get >/dev/null; then
+    $sudo apt-get install -y -qq wrk >/dev/null 2>&1 \
+      || { $sudo apt-get update -qq >/dev/null 2>&1 && $sudo apt-get install -y -qq wrk >/dev/null 2>&1; } \
+      || true
+  fi
+  if ! command -v wrk >/dev/null; then
+    echo "bench: the API benchmark needs wrk (https://github.com/wg/wrk) and it could not be" >&2
+    echo "       installed; install it (apt-get install wrk, brew install wrk), or run" >&2
+    echo "       only the jobs part: bench/run.sh jobs" >&2
+    exit 1
+  fi
+fi
+
+teardown() { "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap teardown EXIT
 teardown
 
+started=$SECONDS
 docker compose build --quiet
-docker compose up -d --wait
-uv run --frozen python -m bench.jobs "$@"
+if [ "$part" != jobs ]; then
+  echo "API benchmark"
+  # Takes the stack down and up again itself: that is up_seconds.
+  uv run --frozen python -m bench.api "$@"
+fi
+if [ "$part" != api ]; then
+  [ "$part" = jobs ] && docker compose up -d --wait
+  echo "jobs benchmark"
+  uv run --frozen python -m bench.jobs "$@"
+fi
+uv run --frozen python -m bench.report
+echo "bench/run.sh $part: $((SECONDS - started)) s"

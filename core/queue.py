@@ -37,6 +37,10 @@ SEND_RETRY_POLICY = {
 }
 
 
+# The message header naming the API request behind a job.
+REQUEST_ID_HEADER = "x_request_id"
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Reliability settings: a task is acknowledged only after it ran, and a
     worker that dies mid-task hands it back to the broker."""
@@ -84,13 +88,22 @@ def create_producer(settings: Settings) -> Celery:
     return producer
 
 
-async def send_job(producer: Celery, job_id: UUID) -> bool:
+async def send_job(producer: Celery, job_id: UUID, *, request_id: str | None = None) -> bool:
     """Ask a worker to run job ``job_id``. Returns False when the broker is
-    unreachable: the job stays queued and the relay re-sends it."""
+    unreachable: the job stays queued and the relay re-sends it.
+
+    ``request_id`` (the id of the API request that created the job) travels in
+    the message's headers, so the worker's log lines carry it from the start.
+    """
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else None
 
     def _send() -> None:
         producer.send_task(
-            TASK_RUN_JOB, args=[str(job_id)], retry=True, retry_policy=SEND_RETRY_POLICY
+            TASK_RUN_JOB,
+            args=[str(job_id)],
+            headers=headers,
+            retry=True,
+            retry_policy=SEND_RETRY_POLICY,
         )
 
     try:

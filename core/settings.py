@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["json", "text"]
 
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
 _SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
@@ -107,14 +108,27 @@ class AppSettings(_Base):
     environment: Environment = "development"
     secret_key: str = Field(default=DEV_SECRET_KEY)
     log_level: LogLevel = "INFO"
+    # json: one JSON object per line; text: readable lines. Unset: json in
+    # production, text elsewhere.
+    log_format: LogFormat | None = None
+    # Errors (and, at the given rate, traces) go to Sentry when set.
+    sentry_dsn: str | None = None
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
-    @field_validator("environment", "log_level", mode="before")
+    @field_validator("environment", "log_level", "log_format", mode="before")
     @classmethod
     def _normalise_case(cls, value: Any, info: Any) -> Any:
         if not isinstance(value, str):
             return value
         value = value.strip()
         return value.upper() if info.field_name == "log_level" else value.lower()
+
+    @property
+    def effective_log_format(self) -> LogFormat:
+        """LOG_FORMAT, or its default for the environment."""
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.environment == "production" else "text"
 
 
 class AuthSettings(_Base):
@@ -240,6 +254,8 @@ class JobSettings(_Base):
     import_batch_rows: int = Field(default=20_000, ge=1, le=100_000)
     # Celery worker processes (prefork children) per worker container.
     worker_concurrency: int = Field(default=2, ge=1, le=64)
+    # Port of the worker's Prometheus endpoint (internal network only); 0: off.
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _heartbeat_beats_staleness(self) -> JobSettings:
@@ -266,6 +282,7 @@ class Settings(BaseModel):
 # Values of these variables may hold credentials and are never echoed back.
 _SECRET_FIELDS = {
     "secret_key",
+    "sentry_dsn",
     "database_url",
     "database_direct_url",
     "redis_url",

@@ -32,9 +32,10 @@ export APP_IMAGE="${TEST_APP_IMAGE:-appstack:test}"
 export TEST_IMAGE="${TEST_IMAGE:-appstack-test:test}"
 export API_PORT="${TEST_API_PORT:-18000}"
 export API_URL="http://127.0.0.1:${API_PORT}"
+export FLOWER_PORT="${TEST_FLOWER_PORT:-18555}"
 
 step() { printf '\n==> %s\n' "$*"; }
-down() { docker compose --profile test --profile pgbouncer down -v --remove-orphans >/dev/null 2>&1 || true; }
+down() { docker compose --profile test --profile pgbouncer --profile monitoring down -v --remove-orphans >/dev/null 2>&1 || true; }
 teardown() {
     local status=$?
     if [ "$status" -ne 0 ]; then

@@ -2,31 +2,47 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import setup_logging, worker_init, worker_process_shutdown
 
 from core.budget import log_budget
 from core.cpu import effective_cpus, gunicorn_workers
 from core.logging import configure_logging
+from core.observability import init_sentry
 from core.queue import celery_config
 from core.settings import load_settings_or_exit
+from worker import metrics
 
 settings = load_settings_or_exit()
-configure_logging(settings.app.log_level)
+configure_logging(settings.app.log_level, settings.app.effective_log_format)
+init_sentry(settings.app, component="worker")
 
 app = Celery("worker", include=["worker.tasks"])
 app.conf.update(celery_config(settings))
 
 
+@setup_logging.connect
+def _keep_our_logging(**_: Any) -> None:
+    """Connected, so Celery leaves logging to core.logging (set up above)."""
+
+
 @worker_init.connect
-def _log_connection_budget(sender: Any = None, **_: Any) -> None:
-    """Log the stack's worst-case database connections (the api's worker count
-    is estimated from this machine's CPUs unless WEB_CONCURRENCY is set)."""
+def _on_worker_start(sender: Any = None, **_: Any) -> None:
+    """In the main process, before the children fork: serve the job metrics,
+    and log the stack's worst-case database connections (the api's worker
+    count is estimated from this machine's CPUs unless WEB_CONCURRENCY is set)."""
+    metrics.serve(settings.jobs.worker_metrics_port)
     concurrency = getattr(sender, "concurrency", None) or settings.jobs.worker_concurrency
     api = gunicorn_workers(settings.web.web_concurrency, effective_cpus())
     log_budget(settings, api_processes=api, worker_processes=int(concurrency))
+
+
+@worker_process_shutdown.connect
+def _on_child_exit(pid: int | None = None, **_: Any) -> None:
+    metrics.process_exited(pid or os.getpid())
 
 
 # Importing the runner connects its per-process signal handlers.

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from uuid import UUID
 
+from celery import Task
+
+from core import logging as logs
 from core.jobs import service
-from core.queue import TASK_RELAY, TASK_RUN_JOB
+from core.queue import REQUEST_ID_HEADER, TASK_RELAY, TASK_RUN_JOB
 from core.settings import get_settings
 from worker.app import app
 from worker.runner import run
@@ -16,16 +20,25 @@ log = logging.getLogger(__name__)
 KINDS = service.handlers(get_settings().app.environment)
 
 
-@app.task(name=TASK_RUN_JOB)
-def run_job(job_id: str) -> str:
+@app.task(name=TASK_RUN_JOB, bind=True)
+def run_job(self: Task[Any, Any], job_id: str) -> str:
     """Run job ``job_id``. Idempotent: a duplicate message finds the job no
-    longer queued and does nothing."""
+    longer queued and does nothing. Every log line of the run carries the job
+    id and the id of the API request that created the job."""
     settings = get_settings().jobs
-    outcome = run(
-        lambda sessionmaker: service.run(sessionmaker, UUID(job_id), settings=settings, kinds=KINDS)
-    )
-    log.info("job %s: %s", job_id, outcome)
-    return outcome
+    request_token = logs.request_id.set(self.request.get(REQUEST_ID_HEADER))
+    job_token = logs.job_id.set(job_id)
+    try:
+        outcome = run(
+            lambda sessionmaker: service.run(
+                sessionmaker, UUID(job_id), settings=settings, kinds=KINDS
+            )
+        )
+        log.info("job %s: %s", job_id, outcome)
+        return outcome
+    finally:
+        logs.job_id.reset(job_token)
+        logs.request_id.reset(request_token)
 
 
 @app.task(name=TASK_RELAY)

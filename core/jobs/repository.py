@@ -64,6 +64,7 @@ async def create(
     kind: str,
     payload: dict[str, Any],
     input_file: bytes | None = None,
+    request_id: str | None = None,
 ) -> Job:
     """Insert a queued job and flush it, so that its defaults are loaded."""
     job = Job(
@@ -71,6 +72,7 @@ async def create(
         kind=kind,
         payload=payload,
         input_file=input_file,
+        request_id=request_id,
         status=JobStatus.queued,
     )
     session.add(job)
@@ -181,8 +183,9 @@ async def cancel(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job | N
 
 async def fail_abandoned(
     session: AsyncSession, *, stale_after: timedelta, max_attempts: int
-) -> Sequence[UUID]:
-    """Fail running jobs whose worker went silent on their last allowed attempt."""
+) -> Sequence[tuple[UUID, str]]:
+    """Fail running jobs whose worker went silent on their last allowed
+    attempt; returns their ids and kinds."""
     statement = (
         update(Job)
         .where(
@@ -199,9 +202,9 @@ async def fail_abandoned(
                 f" attempts; giving up (MAX_JOB_ATTEMPTS={max_attempts})",
             ),
         )
-        .returning(Job.id)
+        .returning(Job.id, Job.kind)
     )
-    return (await session.scalars(statement)).all()
+    return list((await session.execute(statement)).tuples())
 
 
 async def requeue_abandoned(
@@ -238,7 +241,9 @@ async def resend_due(session: AsyncSession, *, older_than: timedelta, limit: int
     return (await session.scalars(statement)).all()
 
 
-async def count_by_status(session: AsyncSession) -> dict[str, int]:
-    """How many jobs are in each status."""
-    rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
-    return {status.value: count for status, count in rows.tuples()}
+async def count_queued(session: AsyncSession) -> int:
+    """How many jobs wait for a worker (an index scan on status)."""
+    count = await session.scalar(
+        select(func.count()).select_from(Job).where(Job.status == JobStatus.queued)
+    )
+    return int(count or 0)

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,10 +32,11 @@ from uuid import UUID
 from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core import logging as logging_context
 from core.db import after_commit, transaction
 from core.errors import Conflict, NotFound
 from core.items import transfer
-from core.jobs import repository
+from core.jobs import metrics, repository
 from core.jobs.context import JobContext, JobError, JobLost, Output
 from core.models import Job, JobStatus
 from core.queue import send_job
@@ -97,13 +99,19 @@ async def enqueue(
     A failed send leaves the job queued for the relay."""
     if kind not in HANDLERS:
         raise ValueError(f"unknown job kind {kind!r}")
+    rid = logging_context.request_id.get()
     job = await repository.create(
-        session, owner_id=owner_id, kind=kind, payload=payload, input_file=input_file
+        session,
+        owner_id=owner_id,
+        kind=kind,
+        payload=payload,
+        input_file=input_file,
+        request_id=rid,
     )
     job_id = job.id
 
     async def _send() -> None:
-        await send_job(producer, job_id)
+        await send_job(producer, job_id, request_id=rid)
 
     after_commit(session, _send)
     return job
@@ -166,7 +174,24 @@ async def run(
     if job is None:
         log.info("job %s is not queued (missing, running elsewhere or done); skipping", job_id)
         return "skipped"
+    if job.request_id:
+        # Also when the message came from the relay, without the header.
+        logging_context.request_id.set(job.request_id)
+    started = time.monotonic()
+    outcome = await _run_claimed(sessionmaker, job, settings, kinds)
+    if outcome in ("succeeded", "failed"):
+        metrics.FINISHED.labels(job.kind, outcome).inc()
+        metrics.DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
+    return outcome
 
+
+async def _run_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job: Job,
+    settings: JobSettings,
+    kinds: Mapping[str, Handler],
+) -> Outcome:
+    job_id = job.id
     ctx = JobContext(job, sessionmaker, settings)
     heartbeat = asyncio.create_task(ctx.keep_alive(settings.job_heartbeat_seconds))
     try:
@@ -234,7 +259,7 @@ async def relay(
     Safe to run concurrently (row locks are skipped, updates are conditional)."""
     stale_after = timedelta(seconds=settings.job_stale_after_seconds)
     async with sessionmaker() as session, transaction(session):
-        failed = await repository.fail_abandoned(
+        abandoned = await repository.fail_abandoned(
             session, stale_after=stale_after, max_attempts=settings.max_job_attempts
         )
         requeued = await repository.requeue_abandoned(
@@ -250,6 +275,11 @@ async def relay(
         if not await send_job(producer, job_id):
             break  # the broker is down; the rest go out on a later pass
         sent += 1
+    for _, kind in abandoned:
+        metrics.FINISHED.labels(kind, "failed").inc()
+    failed = [job_id for job_id, _ in abandoned]
+    async with sessionmaker() as session:
+        metrics.QUEUE_DEPTH.set(await repository.count_queued(session))
     report = RelayReport(failed, requeued, resent, sent)
     if failed or requeued or resent:
         log.info(

@@ -74,6 +74,9 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     enqueued_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+    # The id of the API request that created the job: the worker logs it with
+    # every line of the job's run, whichever message delivered it.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -5,10 +5,12 @@ load. The rolling update runs last: it replaces the api containers."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -36,6 +38,37 @@ def test_plain_http_redirects_to_https() -> None:
     response = httpx.get(f"{PROD_HTTP_URL}/health/ready", follow_redirects=False, timeout=10)
     assert response.status_code == 308
     assert response.headers["location"].startswith("https://localhost")
+
+
+def test_metrics_are_internal_only(https: httpx.Client) -> None:
+    assert https.get("/metrics").status_code == 404
+    script = (
+        "import urllib.request as u; "
+        "print(u.urlopen('http://127.0.0.1:8000/metrics', timeout=5).read().decode())"
+    )
+    inside = compose("exec", "-T", "api", "python", "-c", script).stdout
+    assert "appstack_http_requests_total" in inside
+
+
+def test_logs_are_json_lines_with_the_request_id(https: httpx.Client) -> None:
+    rid = f"prod-{uuid.uuid4().hex}"
+    assert https.get("/health/live", headers={"X-Request-ID": rid}).status_code == 200
+    assert https.get("/api/v1/users/me", headers={"X-Request-ID": rid}).status_code == 401
+
+    def entries() -> list[dict[str, object]]:
+        found = []
+        for line in compose("logs", "--no-color", "--no-log-prefix", "api").stdout.splitlines():
+            if rid in line:
+                found.append(json.loads(line))
+        return found
+
+    logged = wait_for(entries, timeout=10, what="the api's JSON log line")
+    assert logged[0]["request_id"] == rid
+    assert logged[0]["status"] == 401
+    assert logged[0]["route"] == "/api/v1/users/me"
+    # Every api line is JSON, gunicorn's own included.
+    for line in compose("logs", "--no-color", "--no-log-prefix", "api").stdout.splitlines():
+        json.loads(line)
 
 
 def test_app_containers_are_non_root_read_only_and_without_privileges() -> None:

@@ -1,0 +1,414 @@
+"""API benchmarks against the stack in compose (see ``bench/run.sh``).
+
+1. ``up_seconds``: ``docker compose up -d --wait`` from built images on a fresh
+   project (``down -v`` first), until every service is healthy; this includes
+   the database's first start and the migrate one-shot.
+2. wrk (``--latency``, default 64 connections, 2 threads, 30 s, after a short
+   warm-up) against an authenticated ``GET /api/v1/items/{id}``, the same
+   request against the ceiling (``bench/ceiling.py``: a raw ASGI app doing
+   the same SELECT under the same gunicorn settings), and ``POST
+   /api/v1/items`` with a new sku on every request (``bench/wrk/post.lua``).
+   wrk's figures come from the JSON its ``done()`` prints
+   (``bench/wrk/report.lua``).
+3. After the load: RSS of every gunicorn worker (not the master) of the api
+   and of the ceiling; the image's size above its base image.
+
+Merges its figures into ``bench/results/latest.json``; ``bench/report.py``
+prints them with their targets. MB are 10^6 bytes throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+WRK = ROOT / "bench" / "wrk"
+API_URL = os.environ.get("API_URL", "http://127.0.0.1:18100")
+CEILING_URL = f"http://127.0.0.1:{os.environ.get('CEILING_PORT', '18101')}"
+BASE = ("-f", "docker-compose.yml")
+WITH_CEILING = (*BASE, "-f", "bench/compose.ceiling.yml")
+MB = 1e6
+
+# Run inside a container: RSS of each gunicorn worker, that is each gunicorn
+# process whose parent is a gunicorn process (the image has no ps). The
+# process running this script is left out: its own command line says gunicorn.
+RSS_SCRIPT = """
+import json, os
+procs = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    if int(pid) == os.getpid():
+        continue
+    try:
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        status = dict(
+            line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines()
+        )
+    except OSError:
+        continue
+    if b"gunicorn" in cmdline:
+        procs[pid] = (status["PPid"].strip(), int(status["VmRSS"].split()[0]) * 1024)
+print(json.dumps([rss for ppid, rss in procs.values() if ppid in procs]))
+"""
+
+
+def compose(files: tuple[str, ...], *args: str) -> str:
+    """``docker compose`` on the benchmark's project with these compose files."""
+    result = subprocess.run(
+        ["docker", "compose", *files, *args], cwd=ROOT, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"docker compose {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def measure_up() -> float:
+    """Seconds of ``up -d --wait`` on a fresh project (images already built)."""
+    compose(WITH_CEILING, "down", "-v", "--remove-orphans")
+    started = time.perf_counter()
+    compose(BASE, "up", "-d", "--wait")
+    return time.perf_counter() - started
+
+
+@dataclass
+class Target:
+    """The user, token and item the load uses."""
+
+    token: str
+    owner_id: str
+    item_id: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def seed() -> Target:
+    """Register a user, log in, create one item."""
+    email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
+    password = "benchmark password"
+    with httpx.Client(base_url=API_URL, timeout=30) as http:
+        http.post(
+            "/api/v1/auth/register", json={"email": email, "password": password}
+        ).raise_for_status()
+        login = http.post("/api/v1/auth/login", data={"username": email, "password": password})
+        login.raise_for_status()
+        token = login.json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        owner_id = http.get("/api/v1/users/me", headers=headers).json()["id"]
+        item = http.post(
+            "/api/v1/items",
+            json={"sku": "BENCH-1", "name": "Benchmark mug", "price": "4.50", "quantity": 10},
+            headers=headers,
+        )
+        item.raise_for_status()
+    return Target(token=token, owner_id=owner_id, item_id=item.json()["id"])
+
+
+def same_body(target: Target) -> bool:
+    """Whether the ceiling answers with exactly our endpoint's body."""
+    ours = httpx.get(f"{API_URL}/api/v1/items/{target.item_id}", headers=target.auth)
+    theirs = httpx.get(f"{CEILING_URL}/items/{target.item_id}", params={"owner": target.owner_id})
+    ours.raise_for_status()
+    theirs.raise_for_status()
+    if ours.content != theirs.content:
+        print(f"  WARNING: bodies differ\n    api:     {ours.text}\n    ceiling: {theirs.text}")
+    return ours.content == theirs.content
+
+
+def item_count(target: Target) -> int:
+    """How many items the user has (the list's total)."""
+    page = httpx.get(f"{API_URL}/api/v1/items", params={"limit": 1}, headers=target.auth)
+    page.raise_for_status()
+    total: int = page.json()["total"]
+    return total
+
+
+@dataclass
+class Load:
+    """How wrk loads a target."""
+
+    connections: int
+    threads: int
+    duration: str
+    warmup: str
+    timeout: str
+
+
+@dataclass
+class WrkRun:
+    """wrk's figures for one run."""
+
+    requests: int
+    seconds: float
+    errors: dict[str, int]
+    latency_us: dict[str, Any]
+    cpu: dict[str, float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def error_count(self) -> int:
+        # Socket errors (connect, read, write, timeout) and status >= 400.
+        return sum(self.errors.values())
+
+    def ms(self, percentile: str) -> float:
+        return float(self.latency_us["percentiles"][percentile]) / 1000
+
+
+def seconds(duration: str) -> float:
+    """wrk's duration syntax (``30s``, ``2m``, ``1h``, or plain seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if duration and duration[-1] in units:
+        return float(duration[:-1]) * units[duration[-1]]
+    return float(duration)
+
+
+def cpu_by_service() -> dict[str, float]:
+    """CPU % of each container of the project right now (100 = one core)."""
+    project = os.environ.get("COMPOSE_PROJECT_NAME", "appstack-bench")
+    out = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    usage = {}
+    for line in out.splitlines():
+        name, _, percent = line.partition(" ")
+        if name.startswith(f"{project}-"):
+            service = name.removeprefix(f"{project}-").rsplit("-", 1)[0]
+            usage[service] = float(percent.rstrip("%"))
+    return usage
+
+
+def wrk(
+    url: str,
+    load: Load,
+    *,
+    duration: str,
+    script: str = "get.lua",
+    headers: dict[str, str] | None = None,
+    script_args: tuple[str, ...] = (),
+    sample_cpu: bool = False,
+) -> WrkRun:
+    """One wrk run; its figures from the JSON line of ``report.lua``'s done().
+    With ``sample_cpu``, the containers' CPU use is sampled halfway through."""
+    command = [
+        "wrk",
+        f"--threads={load.threads}",
+        f"--connections={load.connections}",
+        f"--duration={duration}",
+        # wrk leaves a response slower than the timeout out of the latency
+        # distribution and counts it as an error: a timeout well above any
+        # plausible latency keeps slow answers in p99 where they belong.
+        f"--timeout={load.timeout}",
+        "--latency",
+        f"--script={WRK / script}",
+    ]
+    for name, value in (headers or {}).items():
+        command += ["--header", f"{name}: {value}"]
+    command += [url, "--", *script_args]
+    cpu: dict[str, float] = {}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        if sample_cpu:
+            time.sleep(seconds(duration) / 2)
+            cpu = cpu_by_service()
+        stdout, stderr = p.communicate()
+    for line in stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            data = json.loads(line.removeprefix("WRK_JSON "))
+            return WrkRun(
+                requests=data["requests"],
+                seconds=data["duration_us"] / 1e6,
+                errors=data["errors"],
+                latency_us=data["latency_us"],
+                cpu=cpu,
+            )
+    raise RuntimeError(f"wrk printed no figures (exit {p.returncode}):\n{stderr}")
+
+
+def measure(name: str, url: str, load: Load, **kwargs: Any) -> WrkRun:
+    """A warm-up (opens the pools, fills the statement caches), then the run."""
+    if load.warmup not in {"", "0", "0s"}:
+        wrk(url, load, duration=load.warmup, **kwargs)
+    run = wrk(url, load, duration=load.duration, sample_cpu=True, **kwargs)
+    errors = {kind: n for kind, n in run.errors.items() if n}
+    cpu = ", ".join(f"{service} {percent:.0f}%" for service, percent in run.cpu.items())
+    print(
+        f"  {name:<24} {run.rps:>6.0f} req/s  p50 {run.ms('50'):6.1f} ms"
+        f"  p99 {run.ms('99'):6.1f} ms  errors {run.error_count} {errors or ''}".rstrip()
+    )
+    print(f"  {'':<24} CPU halfway: {cpu}")
+    return run
+
+
+def worker_rss_mb(files: tuple[str, ...], service: str) -> list[float]:
+    """RSS of each gunicorn worker of ``service``, in MB."""
+    out = compose(files, "exec", "-T", service, "python", "-c", RSS_SCRIPT)
+    sizes: list[int] = json.loads(out)
+    return [size / MB for size in sizes]
+
+
+def image_size(image: str) -> int:
+    """Size of a local image, in bytes, as ``docker image inspect`` gives it."""
+    result = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stdout.strip())
+
+
+def machine() -> str:
+    """CPU model, architecture, kernel and Docker engine, for the record."""
+    model = ""
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    engine = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return ", ".join(
+        part
+        for part in (
+            model,
+            platform.machine(),
+            f"{platform.system()} {platform.release()}",
+            f"Docker {engine}" if engine else "",
+        )
+        if part
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    env = os.environ.get
+    parser.add_argument("-d", "--duration", default=env("BENCH_DURATION", "30s"))
+    parser.add_argument("-c", "--connections", type=int, default=env("BENCH_CONNECTIONS", "64"))
+    parser.add_argument("-t", "--threads", type=int, default=env("BENCH_THREADS", "2"))
+    parser.add_argument(
+        "--warmup", default=env("BENCH_WARMUP", "5s"), help="wrk run before each one (0: none)"
+    )
+    parser.add_argument(
+        "--timeout", default=env("BENCH_TIMEOUT", "10s"), help="wrk's per-request timeout"
+    )
+    parser.add_argument(
+        "--no-up", action="store_true", help="use the running stack: skip up_seconds"
+    )
+    args = parser.parse_args()
+    load = Load(args.connections, args.threads, args.duration, args.warmup, args.timeout)
+    figures: dict[str, Any] = {}
+
+    if not args.no_up:
+        up = measure_up()
+        figures["up_seconds"] = round(up, 1)
+        print(f"  up -d --wait on a fresh project: {up:.1f} s")
+    compose(WITH_CEILING, "up", "-d", "--wait", "ceiling")
+
+    target = seed()
+    figures["ceiling_same_body"] = same_body(target)
+    print(
+        f"wrk: {load.connections} connections, {load.threads} threads, {load.duration} each"
+        f" (after {load.warmup} of warm-up)"
+    )
+    get = measure(
+        "GET /api/v1/items/{id}",
+        f"{API_URL}/api/v1/items/{target.item_id}",
+        load,
+        headers=target.auth,
+    )
+    ceiling = measure(
+        "ceiling GET /items/{id}",
+        f"{CEILING_URL}/items/{target.item_id}?owner={target.owner_id}",
+        load,
+    )
+    before = item_count(target)
+    post = measure(
+        "POST /api/v1/items",
+        f"{API_URL}/api/v1/items",
+        load,
+        script="post.lua",
+        headers=target.auth,
+        script_args=(f"b{uuid.uuid4().hex[:8]}",),
+    )
+    # wrk counts only the responses it received before the end; requests still
+    # in flight then may have been stored too, so created can exceed that count.
+    created = item_count(target) - before
+    ok_posts = post.requests - post.errors["status"]
+    if created < ok_posts:
+        print(f"  WARNING: {ok_posts} POSTs answered below 400 but only {created} items stored")
+
+    api_rss = worker_rss_mb(BASE, "api")
+    ceiling_rss = worker_rss_mb(WITH_CEILING, "ceiling")
+    # The ceiling's job is done: stop it so that it takes nothing from what
+    # runs next (the jobs benchmark).
+    compose(WITH_CEILING, "rm", "--stop", "--force", "ceiling")
+
+    app_image = os.environ.get("APP_IMAGE", "appstack:bench")
+    base_image = os.environ.get("PYTHON_IMAGE", "python:3.13-slim")
+    above = (image_size(app_image) - image_size(base_image)) / MB
+
+    for prefix, run in (("api_get", get), ("ceiling_get", ceiling), ("api_post", post)):
+        figures |= {
+            f"{prefix}_rps": round(run.rps),
+            f"{prefix}_p50_ms": round(run.ms("50"), 1),
+            f"{prefix}_p99_ms": round(run.ms("99"), 1),
+            f"{prefix}_errors": run.error_count,
+            f"{prefix}_requests": run.requests,
+            f"{prefix}_error_kinds": {kind: n for kind, n in run.errors.items() if n},
+            f"{prefix}_cpu_percent": run.cpu,
+        }
+    figures |= {
+        "api_post_created": created,
+        "ratio_get": round(get.rps / ceiling.rps, 3),
+        "image_mb_above_base": round(above, 1),
+        "image": app_image,
+        "base_image": base_image,
+        "api_worker_rss_mb": round(max(api_rss), 1),
+        "api_worker_rss_mean_mb": round(sum(api_rss) / len(api_rss), 1),
+        "api_workers": len(api_rss),
+        "ceiling_worker_rss_mb": round(max(ceiling_rss), 1),
+        "wrk_connections": load.connections,
+        "wrk_threads": load.threads,
+        "wrk_duration": load.duration,
+        "wrk_timeout": load.timeout,
+        "cores": os.cpu_count(),
+        "machine": machine(),
+        "api_measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    print(
+        f"  api workers' RSS: max {figures['api_worker_rss_mb']} MB, mean"
+        f" {figures['api_worker_rss_mean_mb']} MB ({len(api_rss)} workers);"
+        f" image {figures['image_mb_above_base']} MB above {base_image}"
+    )
+
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update(figures)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

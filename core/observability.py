@@ -1,0 +1,32 @@
+"""Error reporting: Sentry, switched on by SENTRY_DSN for the api and the worker."""
+
+from __future__ import annotations
+
+import logging
+
+import sentry_sdk
+
+from core.settings import AppSettings
+
+log = logging.getLogger(__name__)
+
+
+def init_sentry(settings: AppSettings, *, component: str) -> bool:
+    """Start the Sentry client when SENTRY_DSN is set; return whether it runs.
+
+    The SDK's integrations for FastAPI / Starlette, Celery, SQLAlchemy and
+    logging switch themselves on when those libraries are installed: unhandled
+    exceptions and ERROR log records become events, tagged with the component.
+    No personal data (client addresses, cookies, bodies) is sent.
+    """
+    if not settings.sentry_dsn:
+        return False
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn,
+        environment=settings.environment,
+        traces_sample_rate=settings.sentry_traces_sample_rate,
+        send_default_pii=False,
+    )
+    sentry_sdk.set_tag("component", component)
+    log.info("Sentry error reporting on (%s)", component)
+    return True
