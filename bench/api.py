@@ -128,9 +128,11 @@ def same_body(target: Target) -> bool:
     return ours.content == theirs.content
 
 
-def item_count(target: Target) -> int:
-    """How many items the user has (the list's total)."""
-    page = httpx.get(f"{API_URL}/api/v1/items", params={"limit": 1}, headers=target.auth)
+def stored_by(target: Target, run_id: str) -> int:
+    """How many items the wrk run ``run_id`` stored (their names contain it)."""
+    page = httpx.get(
+        f"{API_URL}/api/v1/items", params={"limit": 1, "q": run_id}, headers=target.auth
+    )
     page.raise_for_status()
     total: int = page.json()["total"]
     return total
@@ -156,6 +158,7 @@ class WrkRun:
     errors: dict[str, int]
     latency_us: dict[str, Any]
     cpu: dict[str, float]
+    run_id: str
 
     @property
     def rps(self) -> float:
@@ -203,11 +206,13 @@ def wrk(
     duration: str,
     script: str = "get.lua",
     headers: dict[str, str] | None = None,
-    script_args: tuple[str, ...] = (),
     sample_cpu: bool = False,
 ) -> WrkRun:
     """One wrk run; its figures from the JSON line of ``report.lua``'s done().
-    With ``sample_cpu``, the containers' CPU use is sampled halfway through."""
+    The script gets a new run id (``post.lua`` starts its skus with it, so a
+    run never repeats the warm-up's). With ``sample_cpu``, the containers'
+    CPU use is sampled halfway through."""
+    run_id = f"r{uuid.uuid4().hex[:8]}"
     command = [
         "wrk",
         f"--threads={load.threads}",
@@ -222,7 +227,7 @@ def wrk(
     ]
     for name, value in (headers or {}).items():
         command += ["--header", f"{name}: {value}"]
-    command += [url, "--", *script_args]
+    command += [url, "--", run_id]
     cpu: dict[str, float] = {}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
         if sample_cpu:
@@ -238,6 +243,7 @@ def wrk(
                 errors=data["errors"],
                 latency_us=data["latency_us"],
                 cpu=cpu,
+                run_id=run_id,
             )
     raise RuntimeError(f"wrk printed no figures (exit {p.returncode}):\n{stderr}")
 
@@ -343,18 +349,16 @@ def main() -> None:
         f"{CEILING_URL}/items/{target.item_id}?owner={target.owner_id}",
         load,
     )
-    before = item_count(target)
     post = measure(
         "POST /api/v1/items",
         f"{API_URL}/api/v1/items",
         load,
         script="post.lua",
         headers=target.auth,
-        script_args=(f"b{uuid.uuid4().hex[:8]}",),
     )
     # wrk counts only the responses it received before the end; requests still
     # in flight then may have been stored too, so created can exceed that count.
-    created = item_count(target) - before
+    created = stored_by(target, post.run_id)
     ok_posts = post.requests - post.errors["status"]
     if created < ok_posts:
         print(f"  WARNING: {ok_posts} POSTs answered below 400 but only {created} items stored")

@@ -26,7 +26,9 @@ class Row:
 
     def figure(self, value: Any, results: dict[str, Any]) -> str:
         if isinstance(value, dict):
-            text = ", ".join(f"{name} {number:g}" for name, number in value.items()) or "-"
+            # {service: CPU %}: the busy ones, busiest first.
+            busy = sorted(value.items(), key=lambda pair: -pair[1])
+            text = ", ".join(f"{name} {number:.0f}" for name, number in busy if number >= 1)
         else:
             text = f"{value:,}" if isinstance(value, int | float) else str(value)
         extra = results.get(self.detail or "")

@@ -17,7 +17,8 @@ def init_sentry(settings: AppSettings, *, component: str) -> bool:
     The SDK's integrations for FastAPI / Starlette, Celery, SQLAlchemy and
     logging switch themselves on when those libraries are installed: unhandled
     exceptions and ERROR log records become events, tagged with the component.
-    No personal data (client addresses, cookies, bodies) is sent.
+    The SDK's default sends no personal data (client addresses, cookies,
+    bodies); it is left at that.
     """
     if not settings.sentry_dsn:
         return False
@@ -25,7 +26,6 @@ def init_sentry(settings: AppSettings, *, component: str) -> bool:
         dsn=settings.sentry_dsn,
         environment=settings.environment,
         traces_sample_rate=settings.sentry_traces_sample_rate,
-        send_default_pii=False,
     )
     sentry_sdk.set_tag("component", component)
     log.info("Sentry error reporting on (%s)", component)

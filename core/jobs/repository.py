@@ -204,7 +204,7 @@ async def fail_abandoned(
         )
         .returning(Job.id, Job.kind)
     )
-    return list((await session.execute(statement)).tuples())
+    return [(job_id, kind) for job_id, kind in await session.execute(statement)]
 
 
 async def requeue_abandoned(

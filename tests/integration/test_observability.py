@@ -104,6 +104,7 @@ def sentry_server() -> Iterator[str]:
     thread.start()
     yield f"http://public@127.0.0.1:{server.server_address[1]}/1"
     server.shutdown()
+    server.server_close()
     sentry_sdk.init(dsn=None)  # switch the client off again
 
 
