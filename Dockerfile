@@ -1,7 +1,8 @@
 # One image for the api, worker, scheduler and migrate services.
-#   test:    adds the dev dependencies and the tests
-#   runtime: the locked runtime dependencies and the code (the last stage,
-#            so the default when no target is given)
+#   test:       adds the dev dependencies and the tests
+#   monitoring: adds Flower (the `monitoring` compose profile)
+#   runtime:    the locked runtime dependencies and the code (the last stage,
+#               so the default when no target is given)
 ARG PYTHON_IMAGE=python:3.13-slim
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -23,6 +24,22 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     uv sync --frozen --no-install-project
+
+FROM builder AS builder-monitoring
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    uv sync --frozen --no-dev --group monitoring --no-install-project
+
+# The runtime's dependencies without what only a build or a debugger reads:
+# debug symbols of the compiled extensions (uvloop, asyncpg, ... shrink to a
+# fraction) and the Cython / C sources shipped beside them.
+FROM builder AS builder-slim
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,target=/var/lib/apt,sharing=locked \
+    apt-get update && apt-get install -y --no-install-recommends binutils
+RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
+    && find /opt/venv \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.c' -o -name '*.h' \) -delete
 
 FROM ${PYTHON_IMAGE} AS base
 ENV PATH=/opt/venv/bin:$PATH \
@@ -48,8 +65,17 @@ USER app
 CMD ["pytest", "-p", "no:cacheprovider", "tests/unit", "tests/integration"]
 
 # Last, so that a build without a target (Render's) produces the runtime image.
+FROM base AS monitoring
+COPY --from=builder-monitoring /opt/venv /opt/venv
+COPY core ./core
+COPY api ./api
+COPY worker ./worker
+COPY migrate ./migrate
+USER app
+CMD ["celery", "-A", "worker.app", "flower"]
+
 FROM base AS runtime
-COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder-slim /opt/venv /opt/venv
 COPY core ./core
 COPY api ./api
 COPY worker ./worker

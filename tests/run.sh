@@ -30,6 +30,7 @@ export APP_ENV_FILE=tests/.env.test
 export COMPOSE_ENV_FILES=.env.example
 export APP_IMAGE="${TEST_APP_IMAGE:-appstack:test}"
 export TEST_IMAGE="${TEST_IMAGE:-appstack-test:test}"
+export FLOWER_IMAGE="${TEST_FLOWER_IMAGE:-appstack-flower:test}"
 export API_PORT="${TEST_API_PORT:-18000}"
 export API_URL="http://127.0.0.1:${API_PORT}"
 export FLOWER_PORT="${TEST_FLOWER_PORT:-18555}"
@@ -51,7 +52,7 @@ down
 
 started=$SECONDS
 step "build"
-docker compose --profile test build --quiet
+docker compose --profile test --profile monitoring build --quiet
 
 if [ "$mode" = all ]; then
     step "db and redis"
