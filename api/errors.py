@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from core.errors import AppError
@@ -68,25 +69,48 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, exc.headers)
 
 
-async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    # Redis still unreachable after the client's retries: the request can be
-    # retried later, so say so instead of answering a bare 500.
-    log.warning("redis unavailable: %s", exc)
+def _unavailable(service: str) -> JSONResponse:
     return error_response(
         503,
         "service_unavailable",
-        "a backing service (redis) is unavailable; retry shortly",
+        f"a backing service ({service}) is unavailable; retry shortly",
         {"Retry-After": "5"},
     )
 
 
+async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # Redis still unreachable after the client's retries: the request can be
+    # retried later, so say so instead of answering a bare 500.
+    log.warning("redis unavailable: %s", exc)
+    return _unavailable("redis")
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    # Postgres down, or a pooled connection that died with a restart (the
+    # pool is then invalidated, and the next request connects afresh): a 503
+    # the client can retry. Any other database error is a bug: a 500.
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        log.warning("database unavailable: %s", exc.orig or exc)
+        return _unavailable("database")
+    raise exc
+
+
+async def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unreachable: %s", exc)
+    return _unavailable("database")
+
+
 def install(app: FastAPI) -> None:
-    """Render :class:`AppError`, HTTP errors and an unreachable Redis in the
-    one error shape."""
+    """Render :class:`AppError`, HTTP errors and an unreachable Redis or
+    database in the one error shape."""
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
+    # asyncpg's own error when no connection can be opened at all.
+    app.add_exception_handler(ConnectionRefusedError, _database_unreachable)
 
 
 _DESCRIPTIONS = {

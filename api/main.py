@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from api import auth, errors, health, items, jobs, metrics, users
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.request_context import RequestContext
-from core.db import create_engine, create_sessionmaker
+from core.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from core.logging import configure_logging
 from core.migrations import head_revisions, known_revisions
 from core.observability import init_sentry
@@ -40,6 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings.db, application_name="api")
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.read_sessionmaker = create_read_sessionmaker(engine)
     app.state.redis = Redis.from_url(
         settings.redis.redis_url,
         socket_connect_timeout=2,

@@ -9,7 +9,9 @@
    the same SELECT under the same gunicorn settings), and ``POST
    /api/v1/items`` with a new sku on every request (``bench/wrk/post.lua``).
    wrk's figures come from the JSON its ``done()`` prints
-   (``bench/wrk/report.lua``).
+   (``bench/wrk/report.lua``), with every response's status counted. For each
+   run, also the containers' CPU halfway through and the database connections
+   opened during it (a pool that keeps its connections opens none).
 3. After the load: RSS of every gunicorn worker (not the master) of the api
    and of the ceiling; the image's size above its base image.
 
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 import uuid
@@ -41,6 +44,7 @@ CEILING_URL = f"http://127.0.0.1:{os.environ.get('CEILING_PORT', '18101')}"
 BASE = ("-f", "docker-compose.yml")
 WITH_CEILING = (*BASE, "-f", "bench/compose.ceiling.yml")
 MB = 1e6
+ERROR_LINE = re.compile(r"Traceback|Error|ERROR|CRITICAL|\b5\d\d\b")
 
 # Run inside a container: RSS of each gunicorn worker, that is each gunicorn
 # process whose parent is a gunicorn process (the image has no ps). The
@@ -156,18 +160,29 @@ class WrkRun:
     requests: int
     seconds: float
     errors: dict[str, int]
+    statuses: dict[str, int]
     latency_us: dict[str, Any]
     cpu: dict[str, float]
     run_id: str
+    db_connections_opened: int = 0
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
 
     @property
+    def error_kinds(self) -> dict[str, int]:
+        """Socket errors (connect, read, write, timeout) and non-2xx answers,
+        by kind (``"HTTP 500"``); the ones that occurred."""
+        kinds = {kind: n for kind, n in self.errors.items() if kind != "status" and n}
+        for status, n in sorted(self.statuses.items()):
+            if not status.startswith("2"):
+                kinds[f"HTTP {status}"] = n
+        return kinds
+
+    @property
     def error_count(self) -> int:
-        # Socket errors (connect, read, write, timeout) and status >= 400.
-        return sum(self.errors.values())
+        return sum(self.error_kinds.values())
 
     def ms(self, percentile: str) -> float:
         return float(self.latency_us["percentiles"][percentile]) / 1000
@@ -241,6 +256,7 @@ def wrk(
                 requests=data["requests"],
                 seconds=data["duration_us"] / 1e6,
                 errors=data["errors"],
+                statuses=data["statuses"],
                 latency_us=data["latency_us"],
                 cpu=cpu,
                 run_id=run_id,
@@ -248,18 +264,46 @@ def wrk(
     raise RuntimeError(f"wrk printed no figures (exit {p.returncode}):\n{stderr}")
 
 
-def measure(name: str, url: str, load: Load, **kwargs: Any) -> WrkRun:
-    """A warm-up (opens the pools, fills the statement caches), then the run."""
+def db_sessions() -> int:
+    """Connections Postgres has accepted so far (``pg_stat_database.sessions``),
+    counting the one this query opens."""
+    out = compose(
+        WITH_CEILING,
+        "exec",
+        "-T",
+        "db",
+        "sh",
+        "-c",
+        'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc'
+        ' "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"',
+    )
+    return int(out.strip())
+
+
+def measure(name: str, url: str, load: Load, service: str = "", **kwargs: Any) -> WrkRun:
+    """A warm-up (opens the pools, fills the statement caches), then the run.
+    When there were errors, shows what ``service`` logged about them."""
     if load.warmup not in {"", "0", "0s"}:
         wrk(url, load, duration=load.warmup, **kwargs)
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    sessions = db_sessions()
     run = wrk(url, load, duration=load.duration, sample_cpu=True, **kwargs)
-    errors = {kind: n for kind, n in run.errors.items() if n}
-    cpu = ", ".join(f"{service} {percent:.0f}%" for service, percent in run.cpu.items())
+    # A pool that keeps its connections opens none once warm; one that closes
+    # and reopens them (an overflow beyond its size) shows here.
+    run.db_connections_opened = db_sessions() - sessions - 1
+    errors = run.error_kinds
+    cpu = ", ".join(f"{container} {percent:.0f}%" for container, percent in run.cpu.items())
     print(
         f"  {name:<24} {run.rps:>6.0f} req/s  p50 {run.ms('50'):6.1f} ms"
         f"  p99 {run.ms('99'):6.1f} ms  errors {run.error_count} {errors or ''}".rstrip()
     )
-    print(f"  {'':<24} CPU halfway: {cpu}")
+    print(f"  {'':<24} CPU halfway: {cpu}; new database connections: {run.db_connections_opened}")
+    if errors and service:
+        # What the service logged about them (tracebacks, error lines).
+        logs = compose(WITH_CEILING, "logs", "--no-color", "--since", since, service)
+        lines = [line for line in logs.splitlines() if ERROR_LINE.search(line)]
+        for line in lines[:10]:
+            print(f"  {'':<24} {service} log: {line[:200]}")
     return run
 
 
@@ -342,26 +386,29 @@ def main() -> None:
         "GET /api/v1/items/{id}",
         f"{API_URL}/api/v1/items/{target.item_id}",
         load,
+        service="api",
         headers=target.auth,
     )
     ceiling = measure(
         "ceiling GET /items/{id}",
         f"{CEILING_URL}/items/{target.item_id}?owner={target.owner_id}",
         load,
+        service="ceiling",
     )
     post = measure(
         "POST /api/v1/items",
         f"{API_URL}/api/v1/items",
         load,
+        service="api",
         script="post.lua",
         headers=target.auth,
     )
     # wrk counts only the responses it received before the end; requests still
     # in flight then may have been stored too, so created can exceed that count.
     created = stored_by(target, post.run_id)
-    ok_posts = post.requests - post.errors["status"]
-    if created < ok_posts:
-        print(f"  WARNING: {ok_posts} POSTs answered below 400 but only {created} items stored")
+    answered = sum(n for status, n in post.statuses.items() if status.startswith("2"))
+    if created < answered:
+        print(f"  WARNING: {answered} POSTs answered 2xx but only {created} items stored")
 
     api_rss = worker_rss_mb(BASE, "api")
     ceiling_rss = worker_rss_mb(WITH_CEILING, "ceiling")
@@ -380,8 +427,9 @@ def main() -> None:
             f"{prefix}_p99_ms": round(run.ms("99"), 1),
             f"{prefix}_errors": run.error_count,
             f"{prefix}_requests": run.requests,
-            f"{prefix}_error_kinds": {kind: n for kind, n in run.errors.items() if n},
+            f"{prefix}_error_kinds": run.error_kinds,
             f"{prefix}_cpu_percent": run.cpu,
+            f"{prefix}_db_connections_opened": run.db_connections_opened,
         }
     figures |= {
         "api_post_created": created,

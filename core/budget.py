@@ -31,8 +31,9 @@ MIGRATE_CONNECTIONS = 1
 
 
 def worker_pool(db: DatabaseSettings) -> tuple[int, int]:
-    """Pool size and overflow of one Celery child's engine."""
-    return min(db.db_pool_size, WORKER_POOL_SIZE), min(db.db_max_overflow, WORKER_MAX_OVERFLOW)
+    """Pool size and overflow of one Celery child's engine: what one task at
+    a time can use, whatever the api's pool settings."""
+    return WORKER_POOL_SIZE, WORKER_MAX_OVERFLOW
 
 
 @dataclass(frozen=True)

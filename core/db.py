@@ -62,13 +62,26 @@ def create_engine(settings: DatabaseSettings, *, application_name: str = "appsta
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=True,
+        # No ping before each checkout: with asyncpg it costs two round trips
+        # (BEGIN, ROLLBACK) per request. A connection found dead (Postgres
+        # restarted) invalidates the whole pool instead; the request that
+        # found it gets a 503 to retry (api/errors.py), the next ones connect
+        # afresh.
+        pool_pre_ping=False,
     )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded attributes after commit (no lazy reload on access)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read: autocommit, so no BEGIN and
+    COMMIT round trips around their queries. Same pool as the engine's."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
 
 
 def after_commit(session: AsyncSession, callback: AfterCommit) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import sentry_sdk
-
 from core.settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -22,6 +20,8 @@ def init_sentry(settings: AppSettings, *, component: str) -> bool:
     """
     if not settings.sentry_dsn:
         return False
+    import sentry_sdk  # only when used: a few MB in every process otherwise
+
     sentry_sdk.init(
         dsn=settings.sentry_dsn,
         environment=settings.environment,

@@ -159,8 +159,12 @@ class DatabaseSettings(_Base):
     """Postgres connection and pool settings."""
 
     database_url: str = "postgresql://app:app@localhost:5432/app"
-    db_pool_size: int = Field(default=5, ge=1, le=1000)
-    db_max_overflow: int = Field(default=5, ge=0, le=1000)
+    # Connections each process keeps open. Overflow connections are closed as
+    # soon as they are returned, so under steady load above the pool size they
+    # are opened and closed again and again; a pool that covers the load and
+    # no overflow is faster than a small pool with a large overflow.
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=0, ge=0, le=1000)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     # "transaction" when DATABASE_URL points at a transaction-mode pooler

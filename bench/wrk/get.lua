@@ -1,4 +1,5 @@
--- GET of one URL (the item, our endpoint or the ceiling); the bearer token
--- comes with -H. Only the report: no per-request Lua, so wrk stays cheap.
+-- GET of one URL (the item, from our endpoint or from the ceiling); the
+-- bearer token comes with -H. Nothing per request but report.lua's count of
+-- statuses, so wrk stays cheap.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "report.lua")

@@ -1,19 +1,12 @@
 -- POST /api/v1/items with a new sku on every request:
 --   wrk -s post.lua -H "Authorization: Bearer ..." URL -- <run id>
--- sku = <run id>-<thread>-<counter>: the run id is unique per run, the thread
--- number is handed out in setup(), the counter is per thread (each wrk thread
--- has its own Lua state), so no two requests ever send the same sku (a
--- repeated one would be a 409, counted as an error). The name carries the run
+-- sku = <run id>-<thread>-<counter>: the run id is unique per run, the
+-- thread number is handed out by report.lua's setup(), the counter is per
+-- thread (each wrk thread has its own Lua state), so no two requests ever send
+-- the same sku (a repeated one would be a 409, counted as an error). The name carries the run
 -- id too, so that the items a run stored can be counted (the list's q=).
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "report.lua")
-
-local threads = 0
-
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_number", threads)
-end
 
 local prefix = "bench"
 local counter = 0

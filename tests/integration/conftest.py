@@ -103,6 +103,8 @@ async def app(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         app.state.sessionmaker = sessionmaker
+        # Reads too: they must see what the test transaction holds.
+        app.state.read_sessionmaker = sessionmaker
         yield app
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import httpx
+from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 
-from core.migrations import head_revisions
+from core.migrations import alembic_config, head_revisions, known_revisions
 
 
 async def test_live(client: httpx.AsyncClient) -> None:
@@ -22,6 +23,12 @@ async def test_ready_when_everything_is_up(client: httpx.AsyncClient) -> None:
         "checks": {"database": "ok", "redis": "ok", "migrations": "ok"},
         "failed": [],
     }
+
+
+def test_revisions_read_from_the_scripts_agree_with_alembic() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head_revisions() == set(script.get_heads())
+    assert known_revisions() == {s.revision for s in script.walk_revisions()}
 
 
 async def test_ready_names_a_schema_behind_the_code(

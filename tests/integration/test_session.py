@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.deps import SessionDep
-from core.db import after_commit, transaction
+from core.db import after_commit, create_read_sessionmaker, create_sessionmaker, transaction
 from core.errors import AppError
 from core.models import Job, User
 
@@ -77,3 +77,19 @@ async def test_after_commit_runs_only_after_a_commit(
     with pytest.raises(RuntimeError, match="boom"):
         await failing_transaction()
     assert calls == ["sent"]
+
+
+async def test_reads_run_in_autocommit_without_a_transaction_block(engine: AsyncEngine) -> None:
+    """GET requests use these sessions: each statement is its own transaction
+    (no BEGIN / COMMIT round trips), where a write session keeps one."""
+    query = text("SELECT xact_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+
+    async def transaction_starts(maker: async_sessionmaker[AsyncSession]) -> set[object]:
+        async with maker() as session:
+            first = await session.scalar(query)
+            await session.execute(text("SELECT pg_sleep(0.01)"))
+            second = await session.scalar(query)
+        return {first, second}
+
+    assert len(await transaction_starts(create_read_sessionmaker(engine))) == 2
+    assert len(await transaction_starts(create_sessionmaker(engine))) == 1

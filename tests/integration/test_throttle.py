@@ -90,6 +90,8 @@ async def test_unreachable_redis_is_a_503_not_a_500(
     app = create_app(unreachable)
     async with app.router.lifespan_context(app):
         app.state.sessionmaker = sessionmaker
+        # Reads too: they must see what the test transaction holds.
+        app.state.read_sessionmaker = sessionmaker
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             user = await register(client)

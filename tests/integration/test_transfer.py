@@ -278,6 +278,8 @@ async def small_upload_client(
     app: FastAPI = create_app(limited)
     async with app.router.lifespan_context(app):
         app.state.sessionmaker = sessionmaker
+        # Reads too: they must see what the test transaction holds.
+        app.state.read_sessionmaker = sessionmaker
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client

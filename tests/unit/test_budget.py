@@ -26,8 +26,8 @@ def test_worst_case_is_processes_times_pool_plus_overflow(settings: Settings) ->
     assert "= 57" in line
 
 
-def test_a_worker_child_never_pools_more_than_it_asked_for() -> None:
-    assert worker_pool(DatabaseSettings(db_pool_size=1, db_max_overflow=0)) == (1, 0)
+def test_a_worker_child_pools_what_one_task_uses_whatever_the_api_pool() -> None:
+    assert worker_pool(DatabaseSettings(db_pool_size=1, db_max_overflow=0)) == (2, 1)
     assert worker_pool(DatabaseSettings(db_pool_size=20, db_max_overflow=30)) == (2, 1)
 
 

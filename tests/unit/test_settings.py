@@ -83,7 +83,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.app.environment == "development"
     assert settings.web.port == 8000
     assert settings.web.web_concurrency is None
-    assert settings.db.db_pool_size == 5
+    assert settings.db.db_pool_size == 10
+    assert settings.db.db_max_overflow == 0
 
 
 def test_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
