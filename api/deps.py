@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.principals import Principal, PrincipalCache
 from core.db import transaction
 from core.errors import Forbidden, NotAuthenticated
 from core.models import User
@@ -41,19 +42,23 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+# These are ``async def`` although they do not await: FastAPI runs a plain
+# ``def`` dependency in its thread pool, a thread hop per request.
+
+
+async def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_producer(request: Request) -> Celery:
+async def get_producer(request: Request) -> Celery:
     """The Celery app the API sends messages with."""
     producer: Celery = request.app.state.producer
     return producer
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     """This process's Redis client."""
     redis: Redis = request.app.state.redis
     return redis
@@ -79,6 +84,32 @@ async def get_current_user(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_principal(
+    request: Request,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal:
+    """The caller of a resource route: like :func:`get_current_user`, but an
+    active account found recently is taken from this process's cache
+    (api/principals.py) instead of the database."""
+    if not token:
+        raise NotAuthenticated
+    user_id = decode_access_token(token, secret=settings.app.secret_key)
+    if user_id is None:
+        raise NotAuthenticated
+    cache: PrincipalCache = request.app.state.principals
+    principal = cache.get(user_id)
+    if principal is None:
+        async with request.app.state.read_sessionmaker() as session:
+            user = await users.get_active(session, user_id)
+        principal = Principal(user.id, user.is_superuser)
+        cache.put(principal)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
 
 
 async def get_superuser(user: CurrentUser) -> User:

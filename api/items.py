@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile, statu
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.deps import CurrentUser, ProducerDep, SessionDep, SettingsDep
+from api.deps import Caller, ProducerDep, SessionDep, SettingsDep
 from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
 from api.jobs import JobRead, accepted
 from api.validation import Limit, Offset, Page, StorableStr
@@ -108,7 +108,7 @@ SearchText = Annotated[StorableStr | None, Query(min_length=1, max_length=200)]
 )
 async def import_items(
     file: Annotated[UploadFile, File(description="CSV: sku,name,description,price,quantity")],
-    user: CurrentUser,
+    user: Caller,
     session: SessionDep,
     producer: ProducerDep,
     settings: SettingsDep,
@@ -153,7 +153,7 @@ async def import_items(
     responses=responses(*AUTH_ERRORS),
 )
 async def export_items(
-    user: CurrentUser,
+    user: Caller,
     session: SessionDep,
     producer: ProducerDep,
     request: Request,
@@ -174,7 +174,7 @@ async def export_items(
     response_model=ItemRead,
     responses=responses(*AUTH_ERRORS, *BODY_ERRORS, 409),
 )
-async def create_item(body: ItemCreate, user: CurrentUser, session: SessionDep) -> ItemRead:
+async def create_item(body: ItemCreate, user: Caller, session: SessionDep) -> ItemRead:
     """Create an item. Its sku must be new among your items."""
     item = await service.create(session, user.id, body.model_dump())
     return ItemRead.model_validate(item)
@@ -182,7 +182,7 @@ async def create_item(body: ItemCreate, user: CurrentUser, session: SessionDep) 
 
 @router.get("", response_model=ItemPage, responses=responses(*AUTH_ERRORS))
 async def list_items(
-    user: CurrentUser,
+    user: Caller,
     session: SessionDep,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -198,7 +198,7 @@ async def list_items(
 
 
 @router.get("/{item_id}", response_model=ItemRead, responses=NOT_FOUND)
-async def get_item(item_id: UUID, user: CurrentUser, session: SessionDep) -> ItemRead:
+async def get_item(item_id: UUID, user: Caller, session: SessionDep) -> ItemRead:
     """One of your items."""
     return ItemRead.model_validate(await service.get(session, user.id, item_id))
 
@@ -207,7 +207,7 @@ async def get_item(item_id: UUID, user: CurrentUser, session: SessionDep) -> Ite
     "/{item_id}", response_model=ItemRead, responses=responses(*AUTH_ERRORS, *BODY_ERRORS, 404, 409)
 )
 async def update_item(
-    item_id: UUID, body: ItemUpdate, user: CurrentUser, session: SessionDep
+    item_id: UUID, body: ItemUpdate, user: Caller, session: SessionDep
 ) -> ItemRead:
     """Change some fields of one of your items."""
     item = await service.update(session, user.id, item_id, body.model_dump(exclude_unset=True))
@@ -220,7 +220,7 @@ async def update_item(
     responses=NOT_FOUND,
     response_class=Response,
 )
-async def delete_item(item_id: UUID, user: CurrentUser, session: SessionDep) -> Response:
+async def delete_item(item_id: UUID, user: Caller, session: SessionDep) -> Response:
     """Delete one of your items."""
     await service.delete(session, user.id, item_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentUser, ProducerDep, SessionDep
+from api.deps import Caller, ProducerDep, SessionDep
 from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
 from api.validation import Limit, Offset, Page, StorableStr
 from core.jobs import repository, service
@@ -67,7 +67,7 @@ NOT_FOUND = responses(*AUTH_ERRORS, 404)
 )
 async def create_ping(
     body: PingCreate,
-    user: CurrentUser,
+    user: Caller,
     session: SessionDep,
     producer: ProducerDep,
     request: Request,
@@ -82,7 +82,7 @@ async def create_ping(
 
 @router.get("", response_model=JobPage, responses=responses(*AUTH_ERRORS))
 async def list_jobs(
-    user: CurrentUser,
+    user: Caller,
     session: SessionDep,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -99,7 +99,7 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=NOT_FOUND)
-async def get_job(job_id: UUID, user: CurrentUser, session: SessionDep) -> JobRead:
+async def get_job(job_id: UUID, user: Caller, session: SessionDep) -> JobRead:
     """One of your jobs: status, progress, counts and error."""
     return JobRead.model_validate(await service.get(session, user.id, job_id))
 
@@ -115,7 +115,7 @@ async def get_job(job_id: UUID, user: CurrentUser, session: SessionDep) -> JobRe
         },
     },
 )
-async def get_job_result(job_id: UUID, user: CurrentUser, session: SessionDep) -> Response:
+async def get_job_result(job_id: UUID, user: Caller, session: SessionDep) -> Response:
     """The result of one of your succeeded jobs: an export as a CSV download,
     an import's report (counts and the first 1,000 row errors) as JSON.
     409 while the job has not succeeded."""
@@ -132,7 +132,7 @@ async def get_job_result(job_id: UUID, user: CurrentUser, session: SessionDep) -
 @router.post(
     "/{job_id}/cancel", response_model=JobRead, responses=responses(*AUTH_ERRORS, 404, 409)
 )
-async def cancel_job(job_id: UUID, user: CurrentUser, session: SessionDep) -> JobRead:
+async def cancel_job(job_id: UUID, user: Caller, session: SessionDep) -> JobRead:
     """Cancel one of your queued or running jobs (409 once it has finished).
     A running import is rolled back: none of its rows are kept."""
     return JobRead.model_validate(await service.cancel(session, user.id, job_id))

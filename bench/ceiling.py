@@ -92,7 +92,10 @@ class Ceiling:
             server_settings.setdefault("application_name", "ceiling")
             self.pool = await asyncpg.create_pool(
                 url.url.replace("postgresql+asyncpg://", "postgresql://", 1),
-                min_size=settings.db_pool_size,
+                # Grows to the api's pool size under load; starts small, so
+                # that an idle ceiling does not hold connections while the api
+                # is measured (both together must stay under max_connections).
+                min_size=1,
                 max_size=settings.db_pool_size + settings.db_max_overflow,
                 server_settings=server_settings,
                 **connect_args,

@@ -135,6 +135,9 @@ class AuthSettings(_Base):
     """Tokens, login throttling and the first superuser."""
 
     access_token_expire_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    # Seconds each api process trusts its last lookup of an active account
+    # (api/principals.py); 0 looks the account up on every request.
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     login_max_failures: int = Field(default=10, ge=1)
     login_max_failures_per_ip: int = Field(default=10, ge=1)
     login_window_seconds: int = Field(default=60, ge=1)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.principals import PrincipalCache
 from core.models import User
 from core.users.service import ensure_superuser
 from tests.integration.conftest import PASSWORD, login, register, token_headers
+from tests.unit.test_principals import Clock
 
 
 async def test_register_normalises_email_and_hides_the_hash(
@@ -159,3 +162,39 @@ async def test_only_superusers_list_users(
     assert (
         await client.get("/api/v1/users", params={"limit": 0}, headers=admin)
     ).status_code == 422
+
+
+async def deactivate(session: AsyncSession, email: str) -> None:
+    await session.execute(update(User).where(User.email == email).values(is_active=False))
+    await session.commit()
+
+
+async def test_resource_routes_refuse_a_deactivated_account_once_the_cache_expires(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """Items and jobs trust an active account for AUTH_CACHE_SECONDS; /users/me
+    never does."""
+    clock = Clock()
+    app.state.principals = PrincipalCache(5, clock=clock)
+    user = await register(client)
+    headers = await token_headers(client, user["email"])
+    assert (await client.get("/api/v1/items", headers=headers)).status_code == 200
+
+    await deactivate(session, user["email"])
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 403
+    assert (await client.get("/api/v1/items", headers=headers)).status_code == 200  # cached
+    clock.now += 5
+    refused = await client.get("/api/v1/items", headers=headers)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "inactive_user"
+
+
+async def test_without_the_cache_a_deactivated_account_is_refused_at_once(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    app.state.principals = PrincipalCache(0)
+    user = await register(client)
+    headers = await token_headers(client, user["email"])
+    assert (await client.get("/api/v1/jobs", headers=headers)).status_code == 200
+    await deactivate(session, user["email"])
+    assert (await client.get("/api/v1/jobs", headers=headers)).status_code == 403
