@@ -11,11 +11,11 @@ from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.principals import Principal, PrincipalCache
+from api.principals import Principal, PrincipalCache, TokenCache
 from core.db import transaction
 from core.errors import Forbidden, NotAuthenticated
 from core.models import User
-from core.security import decode_access_token
+from core.security import decode_access_token, verify_access_token
 from core.settings import Settings
 from core.users import service as users
 
@@ -87,16 +87,16 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def get_principal(
-    request: Request,
-    settings: SettingsDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
-    """The caller of a resource route: like :func:`get_current_user`, but an
-    active account found recently is taken from this process's cache
-    (api/principals.py) instead of the database."""
+    """The caller of a resource route: like :func:`get_current_user`, but a
+    token already verified and an active account found recently are taken
+    from this process's caches (api/principals.py)."""
     if not token:
         raise NotAuthenticated
-    user_id = decode_access_token(token, secret=settings.app.secret_key)
+    secret = request.app.state.settings.app.secret_key
+    tokens: TokenCache = request.app.state.tokens
+    user_id = tokens.subject(token, lambda t: verify_access_token(t, secret=secret))
     if user_id is None:
         raise NotAuthenticated
     cache: PrincipalCache = request.app.state.principals

@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api import auth, errors, health, items, jobs, metrics, users
 from api.middleware import BodySizeLimit, SecurityHeaders
-from api.principals import PrincipalCache
+from api.principals import PrincipalCache, TokenCache
 from api.request_context import RequestContext
 from core.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from core.logging import configure_logging
@@ -43,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.read_sessionmaker = create_read_sessionmaker(engine)
     app.state.principals = PrincipalCache(settings.auth.auth_cache_seconds)
+    app.state.tokens = TokenCache()
     app.state.redis = Redis.from_url(
         settings.redis.redis_url,
         socket_connect_timeout=2,

@@ -1,4 +1,5 @@
-"""Who is calling, without a database round trip on every request.
+"""Who is calling, without a database round trip (or a signature check) on
+every request.
 
 Resource routes (items, jobs) only need the caller's id and the fact that the
 account is active. After one lookup, each process keeps that answer for
@@ -6,6 +7,10 @@ AUTH_CACHE_SECONDS: a deactivated account is refused by every process within
 that time (its token stays valid until it expires anyway). Routes that show or
 change the user (``/users/me``) always read it afresh. AUTH_CACHE_SECONDS=0
 turns the cache off.
+
+A token's signature is checked once per process: :class:`TokenCache` keeps the
+subject and expiry of tokens already verified, and a cached token is still
+refused from the second it expires.
 """
 
 from __future__ import annotations
@@ -65,3 +70,35 @@ class PrincipalCache:
     def forget(self, user_id: UUID) -> None:
         """Drop a user (after a change this process made to the account)."""
         self._entries.pop(user_id, None)
+
+
+class TokenCache:
+    """Verified tokens: subject and expiry by token, at most ``max_entries``
+    (the least recently used go first). Only valid tokens get in."""
+
+    def __init__(
+        self, *, max_entries: int = 10_000, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: OrderedDict[str, tuple[UUID, float]] = OrderedDict()
+
+    def subject(
+        self, token: str, verify: Callable[[str], tuple[UUID, float] | None]
+    ) -> UUID | None:
+        """The token's user id while it is unexpired; ``verify`` checks a token
+        not seen before (or seen expired)."""
+        entry = self._entries.get(token)
+        if entry is None:
+            entry = verify(token)
+            if entry is None:
+                return None
+            self._entries[token] = entry
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        user_id, expires = entry
+        if self.clock() >= expires:
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return user_id

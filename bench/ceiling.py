@@ -97,6 +97,8 @@ class Ceiling:
                 # is measured (both together must stay under max_connections).
                 min_size=1,
                 max_size=settings.db_pool_size + settings.db_max_overflow,
+                # ... and gives them back soon after its run.
+                max_inactive_connection_lifetime=2.0,
                 server_settings=server_settings,
                 **connect_args,
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from api.principals import Principal, PrincipalCache
+from api.principals import Principal, PrincipalCache, TokenCache
 
 
 class Clock:
@@ -55,3 +55,30 @@ def test_forget() -> None:
     cache.put(caller)
     cache.forget(caller.id)
     assert cache.get(caller.id) is None
+
+
+def test_a_token_is_verified_once_and_refused_from_its_expiry() -> None:
+    clock = Clock()
+    tokens = TokenCache(clock=clock)
+    user_id = uuid.uuid4()
+    calls: list[str] = []
+
+    def verify(token: str) -> tuple[uuid.UUID, float] | None:
+        calls.append(token)
+        return (user_id, clock.now + 60) if token == "good" else None
+
+    assert tokens.subject("good", verify) == user_id
+    assert tokens.subject("good", verify) == user_id
+    assert calls == ["good"]
+    clock.now += 60
+    assert tokens.subject("good", verify) is None
+    assert tokens.subject("bad", verify) is None
+    assert tokens.subject("bad", verify) is None
+    assert calls == ["good", "bad", "bad"]  # an invalid token is never cached
+
+
+def test_the_token_cache_is_bounded() -> None:
+    tokens = TokenCache(max_entries=2)
+    for n in range(3):
+        assert tokens.subject(f"t{n}", lambda _: (uuid.uuid4(), 2e9)) is not None
+    assert len(tokens._entries) == 2
