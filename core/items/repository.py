@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import fetch_page
@@ -21,6 +22,20 @@ SortKey = Literal["created_at", "-created_at", "name", "-name", "price", "-price
 _GET_OWNED = select(Item).where(
     Item.id == bindparam("item_id"), Item.owner_id == bindparam("owner_id")
 )
+
+
+async def insert_new(
+    session: AsyncSession, owner_id: UUID, fields: Mapping[str, Any]
+) -> Item | None:
+    """Insert the item and return it, or None when the owner already has its
+    sku: one statement, whatever concurrent requests do."""
+    statement = (
+        insert(Item)
+        .values(owner_id=owner_id, **fields)
+        .on_conflict_do_nothing(index_elements=[Item.owner_id, Item.sku])
+        .returning(Item)
+    )
+    return await session.scalar(statement)
 
 
 async def get_owned(session: AsyncSession, owner_id: UUID, item_id: UUID) -> Item | None:

@@ -28,10 +28,9 @@ async def get(session: AsyncSession, owner_id: UUID, item_id: UUID) -> Item:
 
 async def create(session: AsyncSession, owner_id: UUID, fields: Mapping[str, Any]) -> Item:
     """A new item; :class:`Conflict` when the owner already uses the sku."""
-    if await repository.sku_taken(session, owner_id, fields["sku"]):
+    item = await repository.insert_new(session, owner_id, fields)
+    if item is None:
         raise _duplicate(fields["sku"])
-    item = Item(owner_id=owner_id, **fields)
-    await save_unique(session, item, _duplicate(item.sku))
     return item
 
 
