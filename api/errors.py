@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,8 +110,11 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
     app.add_exception_handler(DBAPIError, _database_error)
-    # asyncpg's own error when no connection can be opened at all.
-    app.add_exception_handler(ConnectionRefusedError, _database_unreachable)
+    # asyncpg's own errors when no connection can be opened at all (the only
+    # raw socket errors a request can meet: Redis and the broker wrap theirs):
+    # refused, reset, the host name gone (a stopped container), a timeout.
+    for error in (ConnectionError, socket.gaierror, TimeoutError):
+        app.add_exception_handler(error, _database_unreachable)
 
 
 _DESCRIPTIONS = {

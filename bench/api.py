@@ -63,8 +63,13 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     except OSError:
         continue
     if b"gunicorn" in cmdline:
-        procs[pid] = (status["PPid"].strip(), int(status["VmRSS"].split()[0]) * 1024)
-print(json.dumps([rss for ppid, rss in procs.values() if ppid in procs]))
+        # PSS: resident pages, each shared page divided among its sharers.
+        pss = 0
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1]) * 1024
+        procs[pid] = (status["PPid"].strip(), int(status["VmRSS"].split()[0]) * 1024, pss)
+print(json.dumps([[rss, pss] for ppid, rss, pss in procs.values() if ppid in procs]))
 """
 
 
@@ -309,9 +314,14 @@ def measure(name: str, url: str, load: Load, service: str = "", **kwargs: Any) -
 
 def worker_rss_mb(files: tuple[str, ...], service: str) -> list[float]:
     """RSS of each gunicorn worker of ``service``, in MB."""
+    return [rss for rss, _ in worker_memory_mb(files, service)]
+
+
+def worker_memory_mb(files: tuple[str, ...], service: str) -> list[tuple[float, float]]:
+    """RSS and PSS of each gunicorn worker of ``service``, in MB."""
     out = compose(files, "exec", "-T", service, "python", "-c", RSS_SCRIPT)
-    sizes: list[int] = json.loads(out)
-    return [size / MB for size in sizes]
+    sizes: list[list[int]] = json.loads(out)
+    return [(rss / MB, pss / MB) for rss, pss in sizes]
 
 
 def image_size(image: str) -> int:
@@ -410,7 +420,9 @@ def main() -> None:
     if created < answered:
         print(f"  WARNING: {answered} POSTs answered 2xx but only {created} items stored")
 
-    api_rss = worker_rss_mb(BASE, "api")
+    api_memory = worker_memory_mb(BASE, "api")
+    api_rss = [rss for rss, _ in api_memory]
+    api_pss = [pss for _, pss in api_memory]
     ceiling_rss = worker_rss_mb(WITH_CEILING, "ceiling")
     # The ceiling's job is done: stop it so that it takes nothing from what
     # runs next (the jobs benchmark).
@@ -439,6 +451,7 @@ def main() -> None:
         "base_image": base_image,
         "api_worker_rss_mb": round(max(api_rss), 1),
         "api_worker_rss_mean_mb": round(sum(api_rss) / len(api_rss), 1),
+        "api_worker_pss_mb": round(max(api_pss), 1),
         "api_workers": len(api_rss),
         "ceiling_worker_rss_mb": round(max(ceiling_rss), 1),
         "wrk_connections": load.connections,

@@ -109,6 +109,7 @@ SECTIONS: list[tuple[str, list[Row]]] = [
             Row("image above its base (MB = 10^6 B)", "image_mb_above_base", "MB", ("<=", 100)),
             Row("api worker RSS after the load, max", "api_worker_rss_mb", "MB", ("<=", 90)),
             Row("api worker RSS after the load, mean", "api_worker_rss_mean_mb", "MB"),
+            Row("api worker PSS (shared pages divided), max", "api_worker_pss_mb", "MB"),
             Row("api gunicorn workers", "api_workers"),
             Row("ceiling worker RSS, max", "ceiling_worker_rss_mb", "MB"),
         ],
