@@ -7,13 +7,14 @@ or across a fork.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, event, func, select
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -55,20 +56,45 @@ def create_engine(settings: DatabaseSettings, *, application_name: str = "appsta
             "prepared_statement_name_func": _unique_statement_name,
         }
         return create_async_engine(url.url, connect_args=connect_args, poolclass=NullPool)
-    return create_async_engine(
+    engine = create_async_engine(
         url.url,
         connect_args=connect_args,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        # No ping before each checkout: with asyncpg it costs two round trips
-        # (BEGIN, ROLLBACK) per request. A connection found dead (Postgres
-        # restarted) invalidates the whole pool instead; the request that
-        # found it gets a 503 to retry (api/errors.py), the next ones connect
-        # afresh.
-        pool_pre_ping=False,
+        # The most recently returned connection first: under load a few hot
+        # connections serve, and the idle ones are the ones that get pinged.
+        pool_use_lifo=True,
     )
+    _ping_after_idle(engine)
+    return engine
+
+
+# SQLAlchemy's pool_pre_ping pings on every checkout, which with asyncpg is
+# three round trips (BEGIN, a query, ROLLBACK) on every request. A connection
+# in use moments ago is alive; one idle longer may have died with a Postgres
+# restart or an idle timeout of the network. So: ping only those.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _returned(_: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+            return  # new, or in use a moment ago
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            # The pool drops this connection and hands out another one.
+            raise DisconnectionError(f"a pooled connection is dead: {exc}") from exc
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -25,6 +25,14 @@ def counter(text: str, family_name: str, **labels: str) -> float:
     return 0.0
 
 
+def wait_succeeded(api: httpx.Client, headers: dict[str, str], job_id: str) -> None:
+    wait_for(
+        lambda: api.get(f"/api/v1/jobs/{job_id}", headers=headers).json()["status"] == "succeeded",
+        timeout=30,
+        what=f"job {job_id} to succeed",
+    )
+
+
 def test_one_request_id_in_the_api_and_the_worker_logs(
     api: httpx.Client, auth_headers: dict[str, str]
 ) -> None:
@@ -37,13 +45,7 @@ def test_one_request_id_in_the_api_and_the_worker_logs(
     assert created.status_code == 202, created.text
     assert created.headers["x-request-id"] == rid
     job_id = created.json()["id"]
-    wait_for(
-        lambda: (
-            api.get(f"/api/v1/jobs/{job_id}", headers=auth_headers).json()["status"] == "succeeded"
-        ),
-        timeout=30,
-        what="the ping job",
-    )
+    wait_succeeded(api, auth_headers, job_id)
 
     def lines(service: str) -> list[str]:
         logs = compose("logs", "--no-color", service).stdout.splitlines()
@@ -76,13 +78,7 @@ def test_the_worker_serves_job_metrics(api: httpx.Client, auth_headers: dict[str
     created = api.post("/api/v1/jobs/ping", json={"message": "count me"}, headers=auth_headers)
     assert created.status_code == 202
     job_id = created.json()["id"]
-    wait_for(
-        lambda: (
-            api.get(f"/api/v1/jobs/{job_id}", headers=auth_headers).json()["status"] == "succeeded"
-        ),
-        timeout=30,
-        what="the ping job",
-    )
+    wait_succeeded(api, auth_headers, job_id)
     script = (
         "import urllib.request as u; "
         "print(u.urlopen('http://127.0.0.1:9808/metrics', timeout=5).read().decode())"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,9 +12,17 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.deps import SessionDep
-from core.db import after_commit, create_read_sessionmaker, create_sessionmaker, transaction
+from core.db import (
+    PING_AFTER_IDLE_SECONDS,
+    after_commit,
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+    transaction,
+)
 from core.errors import AppError
 from core.models import Job, User
+from core.settings import Settings
 
 
 class Conflict(AppError):
@@ -93,3 +102,24 @@ async def test_reads_run_in_autocommit_without_a_transaction_block(engine: Async
 
     assert len(await transaction_starts(create_read_sessionmaker(engine))) == 2
     assert len(await transaction_starts(create_sessionmaker(engine))) == 1
+
+
+async def test_a_connection_that_died_while_idle_is_replaced_unseen(settings: Settings) -> None:
+    """Postgres restarted (here: the backend terminated) while the connection
+    sat in the pool: the checkout ping finds it dead and the pool opens a new
+    one, so the request never sees the failure."""
+    one = settings.db.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    engine = create_engine(one, application_name="tests")
+    try:
+        async with engine.connect() as connection:
+            first = await connection.scalar(text("SELECT pg_backend_pid()"))
+        admin = create_engine(settings.db, application_name="tests-admin")
+        async with admin.connect() as connection:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        await admin.dispose()
+        await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+        async with engine.connect() as connection:
+            second = await connection.scalar(text("SELECT pg_backend_pid()"))
+        assert second != first
+    finally:
+        await engine.dispose()
