@@ -108,6 +108,8 @@ async def test_a_connection_that_died_while_idle_is_replaced_unseen(settings: Se
     """Postgres restarted (here: the backend terminated) while the connection
     sat in the pool: the checkout ping finds it dead and the pool opens a new
     one, so the request never sees the failure."""
+    if settings.db.pooled:
+        pytest.skip("behind a transaction pooler the engine keeps no connections to ping")
     one = settings.db.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
     engine = create_engine(one, application_name="tests")
     try:
