@@ -18,6 +18,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Outside make (which does both), Docker and the local base images' names.
+if [ -z "${PYTHON_IMAGE:-}" ] && [ -x ../shared/docker/setup ]; then
+    ../shared/docker/setup >/dev/null
+    set -a; . ../shared/docker/images.env; set +a
+fi
+
 mode=all
 if [ "${1:-}" = faults ]; then
     mode=faults

@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# Outside make (which does both), Docker and the local base images' names.
+if [ -z "${PYTHON_IMAGE:-}" ] && [ -x ../shared/docker/setup ]; then
+    ../shared/docker/setup >/dev/null
+    set -a; . ../shared/docker/images.env; set +a
+fi
+
 export COMPOSE_PROJECT_NAME="${PROD_TEST_PROJECT:-appstack-prodtest}"
 export COMPOSE_FILE=docker-compose.prod.yml
 export ENV_FILE=tests/.env.prod.test      # for deploy/vm/*.sh
