@@ -34,6 +34,21 @@ def compose(
     )
 
 
+def psql(sql: str) -> str:
+    """Run SQL (fed on stdin, so any quoting is safe) in the stack's db
+    container; returns psql's unaligned output."""
+    result = compose(
+        "exec",
+        "-T",
+        "db",
+        "sh",
+        "-c",
+        'psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAq',
+        input_text=sql,
+    )
+    return result.stdout.strip()
+
+
 def wait_for(
     predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition"
 ) -> Any:

@@ -8,21 +8,9 @@ import uuid
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import compose, wait_for
-
-
-def counter(text: str, family_name: str, **labels: str) -> float:
-    """The value of one labelled counter in a Prometheus text exposition."""
-    for family in text_string_to_metric_families(text):
-        if family.name == family_name:
-            for sample in family.samples:
-                if sample.name.endswith("_total") and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    return sample.value
-    return 0.0
+from tests.metrics import counter
 
 
 def wait_succeeded(api: httpx.Client, headers: dict[str, str], job_id: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import API_URL, compose, wait_for
+from tests.e2e.conftest import API_URL, compose, psql, wait_for
 
 Headers = dict[str, str]
 
@@ -170,19 +170,6 @@ def test_jobs_submitted_while_the_worker_is_stopped(api: httpx.Client, user: Hea
         compose("start", "worker")
     wait_succeeded(api, user, 50, timeout=120)
     assert_imported_once(api, user, skus)
-
-
-def psql(sql: str) -> str:
-    result = compose(
-        "exec",
-        "-T",
-        "db",
-        "sh",
-        "-c",
-        'psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAq',
-        input_text=sql,
-    )
-    return result.stdout.strip()
 
 
 def test_a_poison_job_fails_after_max_attempts(api: httpx.Client, user: Headers) -> None:

@@ -12,12 +12,14 @@ from typing import ClassVar
 import httpx
 import pytest
 import sentry_sdk
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.jobs import repository
 from core.observability import init_sentry
 from core.settings import Settings
+from tests.metrics import counter
+
+FAMILY = "appstack_http_requests"
 
 
 async def test_a_well_formed_request_id_is_echoed(client: httpx.AsyncClient) -> None:
@@ -52,30 +54,16 @@ async def test_a_job_remembers_the_request_that_created_it(
     assert job.request_id == "enqueue-7"
 
 
-def requests_counted(text: str, route: str, status: str) -> float:
-    for family in text_string_to_metric_families(text):
-        if family.name == "appstack_http_requests":
-            for sample in family.samples:
-                labels = sample.labels
-                if (
-                    sample.name.endswith("_total")
-                    and labels["route"] == route
-                    and labels["status"] == status
-                ):
-                    return sample.value
-    return 0.0
-
-
 async def test_metrics_count_a_request_under_its_route_template(
     client: httpx.AsyncClient, user_headers: dict[str, str]
 ) -> None:
     route = "/api/v1/items/{item_id}"
-    before = requests_counted((await client.get("/metrics")).text, route, "404")
+    before = counter((await client.get("/metrics")).text, FAMILY, route=route, status="404")
     missing = await client.get(f"/api/v1/items/{uuid.uuid4()}", headers=user_headers)
     assert missing.status_code == 404
     response = await client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
-    assert requests_counted(response.text, route, "404") == before + 1
+    assert counter(response.text, FAMILY, route=route, status="404") == before + 1
     assert "appstack_http_request_duration_seconds_bucket" in response.text
     assert "appstack_http_requests_in_flight" in response.text
 

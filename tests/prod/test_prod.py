@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import compose, wait_for
+from tests.e2e.conftest import compose, psql, wait_for
 from tests.prod.conftest import (
     APP_SERVICES,
     PROD_HTTP_URL,
@@ -157,17 +157,6 @@ def run_script(script: str, *args: str, **env: str) -> str:
     )
     assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
-
-
-def psql(sql: str) -> str:
-    return compose(
-        "exec",
-        "-T",
-        "db",
-        "sh",
-        "-c",
-        f'psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{sql}"',
-    ).stdout.strip()
 
 
 def test_backup_wipe_and_restore_bring_the_rows_back(
