@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
+from uuid import UUID
 
 from celery import Celery
 from fastapi import Depends, Request
@@ -15,7 +16,7 @@ from api.principals import Principal, PrincipalCache, TokenCache
 from core.db import transaction
 from core.errors import Forbidden, NotAuthenticated
 from core.models import User
-from core.security import decode_access_token, verify_access_token
+from core.security import verify_access_token
 from core.settings import Settings
 from core.users import service as users
 
@@ -70,17 +71,25 @@ ProducerDep = Annotated[Celery, Depends(get_producer)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 
 
+def token_subject(request: Request, token: str | None) -> UUID:
+    """The user id a bearer token names; :class:`NotAuthenticated` without a
+    valid one. A token's signature is checked once per process (TokenCache)."""
+    if not token:
+        raise NotAuthenticated
+    secret = request.app.state.settings.app.secret_key
+    tokens: TokenCache = request.app.state.tokens
+    user_id = tokens.subject(token, lambda t: verify_access_token(t, secret=secret))
+    if user_id is None:
+        raise NotAuthenticated
+    return user_id
+
+
 async def get_current_user(
-    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
     """The active user the bearer token names: 401 without a valid token, 403
     for a deactivated account."""
-    if not token:
-        raise NotAuthenticated
-    user_id = decode_access_token(token, secret=settings.app.secret_key)
-    if user_id is None:
-        raise NotAuthenticated
-    return await users.get_active(session, user_id)
+    return await users.get_active(session, token_subject(request, token))
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -89,16 +98,10 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 async def get_principal(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
-    """The caller of a resource route: like :func:`get_current_user`, but a
-    token already verified and an active account found recently are taken
-    from this process's caches (api/principals.py)."""
-    if not token:
-        raise NotAuthenticated
-    secret = request.app.state.settings.app.secret_key
-    tokens: TokenCache = request.app.state.tokens
-    user_id = tokens.subject(token, lambda t: verify_access_token(t, secret=secret))
-    if user_id is None:
-        raise NotAuthenticated
+    """The caller of a resource route: like :func:`get_current_user`, but an
+    active account found recently is taken from this process's cache
+    (api/principals.py) instead of the database."""
+    user_id = token_subject(request, token)
     cache: PrincipalCache = request.app.state.principals
     principal = cache.get(user_id)
     if principal is None:

@@ -38,15 +38,10 @@ def create_access_token(user_id: UUID, *, secret: str, expires_in: timedelta) ->
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode_access_token(token: str, *, secret: str) -> UUID | None:
-    """The user id in a valid token, else None (bad signature, expired,
-    another algorithm, ``alg: none``, missing claims, malformed)."""
-    verified = verify_access_token(token, secret=secret)
-    return verified[0] if verified else None
-
-
 def verify_access_token(token: str, *, secret: str) -> tuple[UUID, float] | None:
-    """The user id and the expiry (a Unix time) of a valid token, else None."""
+    """The user id and the expiry (a Unix time) of a valid token, else None
+    (bad signature, expired, another algorithm, ``alg: none``, missing claims,
+    malformed)."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "sub"]}
