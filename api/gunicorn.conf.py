@@ -5,23 +5,18 @@ effective CPU count honours the container's CPU quota (see core.cpu).
 """
 
 import logging
-import os
-import shutil
 from typing import Any
 
 from core.budget import log_budget
 from core.cpu import effective_cpus, gunicorn_workers
+from core.metrics import start_multiprocess_metrics
 from core.settings import load_settings_or_exit
 
 _settings = load_settings_or_exit()
 
-# Prometheus multiprocess mode: every worker writes its metrics to files in
-# this directory and /metrics adds them up. It must be set before any worker
-# imports prometheus_client, and emptied at each start (stale files would
-# count twice). A tmpfs in production (/tmp).
-_METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/appstack-api-metrics")  # noqa: S108
-shutil.rmtree(_METRICS_DIR, ignore_errors=True)
-os.makedirs(_METRICS_DIR, exist_ok=True)
+# Every worker writes its metrics to files in this directory and /metrics
+# adds them up (a tmpfs in production: /tmp).
+start_multiprocess_metrics("/tmp/appstack-api-metrics")  # noqa: S108
 _cpus = effective_cpus()
 
 wsgi_app = "api.main:app"
