@@ -22,6 +22,7 @@ init_sentry(settings.app, component="worker")
 
 app = Celery("worker", include=["worker.tasks"])
 app.conf.update(celery_config(settings))
+app.steps["consumer"].add(metrics.Consuming)
 
 
 @setup_logging.connect
@@ -31,8 +32,8 @@ def _keep_our_logging(**_: Any) -> None:
 
 @worker_init.connect
 def _on_worker_start(sender: Any = None, **_: Any) -> None:
-    """In the main process, before the children fork: serve the job metrics,
-    and log the stack's worst-case database connections (the api's worker
+    """In the main process, before the children fork: serve the health and
+    job metrics endpoint, and log the stack's worst-case database connections (the api's worker
     count is estimated from this machine's CPUs unless WEB_CONCURRENCY is set)."""
     metrics.serve(settings.jobs.worker_metrics_port)
     concurrency = getattr(sender, "concurrency", None) or settings.jobs.worker_concurrency

@@ -75,6 +75,7 @@ def test_the_worker_serves_job_metrics(api: httpx.Client, auth_headers: dict[str
     assert counter(text, "appstack_jobs_finished", kind="ping", status="succeeded") >= 1
     assert "appstack_job_duration_seconds_bucket" in text
     assert "appstack_jobs_queued" in text
+    assert "appstack_worker_consuming 1.0" in text.splitlines()
 
 
 def test_flower_asks_for_basic_auth(monkeypatch: pytest.MonkeyPatch) -> None:

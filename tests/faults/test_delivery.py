@@ -98,11 +98,21 @@ def skus_stored(api: httpx.Client, headers: Headers) -> list[str]:
         skus += batch
 
 
+def all_jobs(api: httpx.Client, headers: Headers) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = []
+    while True:
+        page = api.get(f"/api/v1/jobs?limit=100&offset={len(jobs)}", headers=headers).json()
+        if not page["items"]:
+            return jobs
+        jobs += page["items"]
+
+
 def assert_imported_once(api: httpx.Client, headers: Headers, skus: Sequence[str]) -> None:
     stored = skus_stored(api, headers)
     assert len(stored) == len(skus)
     assert sorted(stored) == sorted(skus)
-    jobs = api.get("/api/v1/jobs?limit=100", headers=headers).json()["items"]
+    jobs = all_jobs(api, headers)
+    assert len(jobs) == len(skus)
     assert all(job["counts"]["created"] + job["counts"]["unchanged"] == 1 for job in jobs)
 
 
@@ -201,3 +211,31 @@ def test_a_poison_job_fails_after_max_attempts(api: httpx.Client, user: Headers)
         timeout=60,
         what="a job after the poison one",
     )
+
+
+def worker_health() -> int:
+    """The status of the worker's /health (what its compose healthcheck asks)."""
+    script = (
+        "import urllib.request as u, urllib.error as e\n"
+        "try: print(u.urlopen('http://127.0.0.1:9808/health', timeout=3).status)\n"
+        "except e.HTTPError as x: print(x.code)"
+    )
+    return int(compose("exec", "-T", "worker", "python", "-c", script).stdout)
+
+
+def test_redis_down_the_api_accepts_and_the_worker_reports_unhealthy(
+    api: httpx.Client, user: Headers
+) -> None:
+    assert worker_health() == 200
+    compose("stop", "redis")
+    try:
+        # The job row is committed; only the message is lost (the relay
+        # sends it again once Redis is back).
+        [job_id] = submit(user, ["while-redis-was-down"])
+        assert api.get(f"/api/v1/jobs/{job_id}", headers=user).json()["status"] == "queued"
+        wait_for(lambda: worker_health() == 503, timeout=30, what="the worker to report 503")
+    finally:
+        compose("start", "redis")
+    wait_for(lambda: worker_health() == 200, timeout=60, what="the worker to consume again")
+    wait_succeeded(api, user, 1, timeout=60)
+    assert_imported_once(api, user, ["while-redis-was-down"])

@@ -4,6 +4,7 @@ and the real broker (messages go to Redis db 1, which no worker consumes)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from uuid import UUID, uuid4
 
 import httpx
@@ -159,6 +160,23 @@ async def test_cancel_a_queued_job(
     assert "already cancelled" in again.json()["error"]["message"]
 
 
+async def run_as_ping(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    owner: User,
+    settings: JobSettings,
+    handler: Callable[[AsyncSession, JobContext], Awaitable[Output]],
+) -> tuple[str, Job]:
+    """Create a ping job, run it with ``handler`` in place of the ping's, and
+    return the run's outcome and the job as stored afterwards."""
+    async with sessionmaker() as session, transaction(session):
+        job = await repository.create(session, owner_id=owner.id, kind="ping", payload={})
+    outcome = await service.run(sessionmaker, job.id, settings=settings, kinds={"ping": handler})
+    async with sessionmaker() as session:
+        stored = await session.get(Job, job.id)
+    assert stored is not None
+    return outcome, stored
+
+
 async def test_cancelling_a_running_job_rolls_its_work_back(
     committed: tuple[async_sessionmaker[AsyncSession], User], job_settings: JobSettings
 ) -> None:
@@ -172,17 +190,11 @@ async def test_cancelling_a_running_job_rolls_its_work_back(
         await ctx.progress(50)  # notices the cancellation and stops
         raise AssertionError("progress should have raised JobLost")
 
-    async with sessionmaker() as session, transaction(session):
-        job = await repository.create(session, owner_id=owner.id, kind="ping", payload={})
-    outcome = await service.run(
-        sessionmaker, job.id, settings=job_settings, kinds={"ping": cancelled_midway}
-    )
+    outcome, stored = await run_as_ping(sessionmaker, owner, job_settings, cancelled_midway)
     assert outcome == "lost"
+    assert stored.status is JobStatus.cancelled
     async with sessionmaker() as session:
         assert await session.scalar(select(Item).where(Item.sku == "half-done")) is None
-        stored = await session.get(Job, job.id)
-        assert stored is not None
-        assert stored.status is JobStatus.cancelled
 
 
 async def test_a_run_that_lost_its_job_records_nothing(
@@ -200,18 +212,12 @@ async def test_a_run_that_lost_its_job_records_nothing(
             )
         return Output(result={"from": "first run"})
 
-    async with sessionmaker() as session, transaction(session):
-        job = await repository.create(session, owner_id=owner.id, kind="ping", payload={})
-    outcome = await service.run(
-        sessionmaker, job.id, settings=job_settings, kinds={"ping": overtaken}
-    )
+    outcome, stored = await run_as_ping(sessionmaker, owner, job_settings, overtaken)
     assert outcome == "lost"
+    assert stored.status is JobStatus.running
+    assert stored.result is None
     async with sessionmaker() as session:
         assert await session.scalar(select(Item).where(Item.sku == "first-run")) is None
-        stored = await session.get(Job, job.id)
-        assert stored is not None
-        assert stored.status is JobStatus.running
-        assert stored.result is None
 
 
 async def test_run_claims_once_and_records_the_result(
