@@ -66,7 +66,12 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     # unknown path, an oversized body) in the same shape as domain errors.
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    message = "request body is not valid JSON" if code == "malformed_body" else str(exc.detail)
+    message = (
+        "request body could not be parsed as its Content-Type says "
+        "(malformed JSON or form data, or not UTF-8)"
+        if code == "malformed_body"
+        else str(exc.detail)
+    )
     return error_response(exc.status_code, code, message, exc.headers)
 
 
@@ -118,7 +123,7 @@ def install(app: FastAPI) -> None:
 
 
 _DESCRIPTIONS = {
-    400: "Malformed body (not JSON, or not UTF-8)",
+    400: "Malformed body (not JSON or form data as its Content-Type says, or not UTF-8)",
     401: "Missing, invalid or expired access token",
     403: "Not allowed (inactive account, or not a superuser)",
     404: "Not found (or not yours)",

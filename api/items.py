@@ -140,7 +140,11 @@ async def import_items(
         producer,
         owner_id=user.id,
         kind=transfer.IMPORT,
-        payload={"filename": (file.filename or "")[:200], "bytes": len(data)},
+        # Printable characters only: Postgres's JSONB refuses NUL.
+        payload={
+            "filename": "".join(filter(str.isprintable, file.filename or ""))[:200],
+            "bytes": len(data),
+        },
         input_file=data,
     )
     return accepted(job, request, response)

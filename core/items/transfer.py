@@ -71,8 +71,11 @@ def decode(data: bytes) -> str:
 
 def _reader(content: str) -> Any:  # the csv module's reader type is private
     # newline="" hands line endings (LF or CRLF, or newlines inside quotes)
-    # to the csv module, which understands them.
-    return csv.reader(io.StringIO(content, newline=""))
+    # to the csv module, which understands them. strict: a stray quote is an
+    # error for that record (reported), and a quote never closed is an error
+    # at the end of the file, rather than the rest of the file silently read
+    # as one cell.
+    return csv.reader(io.StringIO(content, newline=""), strict=True)
 
 
 def parse_header(row: Sequence[str]) -> dict[str, int]:
@@ -103,10 +106,19 @@ def inspect_upload(data: bytes) -> None:
     content = decode(data)
     if "\x00" in content:
         raise UploadProblem("file contains NUL bytes; it is not a text CSV file")
-    header = next(_reader(content), None)
+    parse_header(read_header(_reader(content)))
+
+
+def read_header(reader: Any) -> list[str]:
+    """The first record: the header. :class:`UploadProblem` if there is none
+    or it is not well-formed CSV."""
+    try:
+        header: list[str] | None = next(reader, None)
+    except csv.Error as exc:
+        raise UploadProblem(f"CSV header on line 1 is malformed ({exc})") from None
     if not header:
         raise UploadProblem("file has no CSV header on its first line")
-    parse_header(header)
+    return header
 
 
 @dataclass
@@ -157,7 +169,7 @@ def _sku(value: str) -> str:
         raise _Invalid("sku", "is required")
     if len(value) > fields.SKU_MAX_LENGTH:
         raise _Invalid("sku", f"is longer than {fields.SKU_MAX_LENGTH} characters")
-    if not fields.SKU_RE.match(value):
+    if not fields.SKU_RE.fullmatch(value):  # match() would take "A1\n"
         raise _Invalid("sku", "may only contain letters, digits, '.', '_' and '-'")
     return value
 
@@ -188,6 +200,10 @@ def _quantity(value: str) -> int:
         raise _Invalid("quantity", f"{value[:40]!r} is not a whole number")
     if stripped.startswith("-"):
         raise _Invalid("quantity", "must be at least 0")
+    # int() refuses more than 4,300 digits; anything past 10 is too large.
+    significant = digits.lstrip("0")
+    if len(significant) > len(str(fields.QUANTITY_MAX)):
+        raise _Invalid("quantity", f"must be at most {fields.QUANTITY_MAX}")
     quantity = int(digits)
     if quantity > fields.QUANTITY_MAX:
         raise _Invalid("quantity", f"must be at most {fields.QUANTITY_MAX}")
@@ -222,21 +238,26 @@ def _parse(
     batch = _Parsed([], [], 0, 0)
     line = reader.line_num + 1  # where the next record starts
     while True:
+        problem: str | None = None
         try:
             cells = next(reader, None)
         except csv.Error as exc:
-            batch.rows += 1
-            reason = f"malformed CSV ({exc}); the rest of the file was not read"
-            batch.rejected.append((line, None, reason))
-            break
+            # Reported as one skipped row; reading goes on after it.
+            cells, problem = [], str(exc)
+            if problem == "unexpected end of data":
+                problem = "a quoted field is never closed"
         if cells is None:
             break
         row_line, line = line, reader.line_num + 1
-        if not cells:
+        if not cells and problem is None:
             continue  # a blank line
         batch.rows += 1
         batch.last_line = row_line
-        if len(cells) != width:
+        if problem is not None:
+            last = reader.line_num
+            span = f"; lines {row_line}-{last} were read as this record" if last > row_line else ""
+            batch.rejected.append((row_line, None, f"malformed CSV ({problem}){span}"))
+        elif len(cells) != width:
             reason = f"has {len(cells)} fields; the header has {width}"
             batch.rejected.append((row_line, None, reason))
         else:
@@ -389,7 +410,7 @@ async def import_items(session: AsyncSession, ctx: JobContext) -> Output:
     try:
         content = decode(data)
         reader = _reader(content)
-        header: list[str] = next(reader, [])
+        header = read_header(reader)
         columns = parse_header(header)
     except UploadProblem as exc:
         raise JobError(str(exc)) from None

@@ -4,6 +4,10 @@ A run of a job is identified by ``(id, attempts)``: every claim increments
 ``attempts``, and every write a run makes afterwards (progress, heartbeat, the
 outcome) matches on both. A run whose job was cancelled, or taken back by the
 relay and claimed again, therefore changes nothing.
+
+A run's work commits only with its success, so whatever ends a run otherwise
+(a claim by the next attempt, cancel, failure) also empties the counts it
+reported on the way: they described work that was rolled back.
 """
 
 from __future__ import annotations
@@ -104,6 +108,7 @@ async def claim(session: AsyncSession, job_id: UUID) -> Job | None:
             status=JobStatus.running,
             attempts=Job.attempts + 1,
             progress=0,
+            counts={},
             started_at=func.now(),
             heartbeat_at=func.now(),
         )
@@ -163,9 +168,20 @@ async def finish(
     }
     if status is JobStatus.succeeded:
         values["progress"] = 100
-    if counts is not None:
-        values["counts"] = counts
+    values["counts"] = counts or {}
     statement = update(Job).where(*_this_run(job_id, attempt)).values(**values).returning(Job.id)
+    return (await session.execute(statement)).first() is not None
+
+
+async def requeue(session: AsyncSession, job_id: UUID, attempt: int) -> bool:
+    """Put this run's job back in the queue (its next claim is the next
+    attempt). False when the run no longer owns the job."""
+    statement = (
+        update(Job)
+        .where(*_this_run(job_id, attempt))
+        .values(status=JobStatus.queued, enqueued_at=func.now(), counts={})
+        .returning(Job.id)
+    )
     return (await session.execute(statement)).first() is not None
 
 
@@ -174,7 +190,7 @@ async def cancel(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job | N
     statement = (
         update(Job)
         .where(Job.id == job_id, Job.owner_id == owner_id, Job.status.in_(ACTIVE))
-        .values(status=JobStatus.cancelled, finished_at=func.now())
+        .values(status=JobStatus.cancelled, finished_at=func.now(), counts={})
         .returning(Job)
         .execution_options(populate_existing=True)
     )
@@ -196,6 +212,7 @@ async def fail_abandoned(
         .values(
             status=JobStatus.failed,
             finished_at=func.now(),
+            counts={},
             error=func.concat(
                 "the worker running this job stopped responding (killed or crashed) on all ",
                 Job.attempts,

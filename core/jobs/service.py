@@ -11,7 +11,10 @@ Delivery works like this:
    transaction as its effects, fenced on its attempt number;
 4. the relay re-sends jobs left ``queued`` (lost message) and takes back
    ``running`` jobs whose heartbeat stopped (dead worker), until
-   MAX_JOB_ATTEMPTS is spent, after which the job is ``failed``.
+   MAX_JOB_ATTEMPTS is spent, after which the job is ``failed``;
+5. a run that meets a transient database error (a deadlock, a serialization
+   failure, a lost connection) puts its job back in the queue, within the same
+   MAX_JOB_ATTEMPTS; any other error fails the job at once.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from datetime import timedelta
 from typing import Any, Literal
 from uuid import UUID
 
+import asyncpg
 from celery import Celery
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import logging as logging_context
@@ -45,7 +50,25 @@ from core.settings import JobSettings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, JobContext], Awaitable[Output]]
-Outcome = Literal["succeeded", "failed", "skipped", "lost"]
+Outcome = Literal["succeeded", "failed", "requeued", "skipped", "lost"]
+
+# Serialization failure, deadlock, and the server shutting down or not yet
+# accepting connections: another attempt may well pass. Also class 08
+# (connection exceptions), below.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error that another attempt may not meet."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return True
+        exc = exc.orig or exc
+    sqlstate = str(getattr(exc, "sqlstate", None) or "")
+    if sqlstate in _RETRY_SQLSTATES or sqlstate.startswith("08"):
+        return True
+    # The raw driver (COPY goes through it): a connection that broke.
+    return isinstance(exc, asyncpg.ConnectionDoesNotExistError | ConnectionError)
 
 
 async def _ping(session: AsyncSession, ctx: JobContext) -> Output:
@@ -219,6 +242,8 @@ async def _run_claimed(
         )
         return "lost"
     except Exception as exc:
+        if is_transient(exc) and ctx.attempt < settings.max_job_attempts:
+            return await _requeue(sessionmaker, ctx, exc)
         if isinstance(exc, JobError):
             log.info("job %s failed: %s", job_id, exc)
             error = str(exc)
@@ -226,15 +251,41 @@ async def _run_claimed(
             log.exception("job %s failed", job_id)
             error = f"unexpected {type(exc).__name__} in the worker; its log has the details"
         async with sessionmaker() as session, transaction(session):
-            await repository.finish(
+            recorded = await repository.finish(
                 session, job_id, ctx.attempt, status=JobStatus.failed, error=error
             )
-        return "failed"
+        return "failed" if recorded else "lost"
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
     return "succeeded"
+
+
+async def _requeue(
+    sessionmaker: async_sessionmaker[AsyncSession], ctx: JobContext, exc: Exception
+) -> Outcome:
+    """Hand a run that met a transient error back to the queue; the relay
+    sends it again after JOB_RESEND_AFTER_SECONDS."""
+    log.warning(
+        "job %s attempt %d: transient database error (%s: %s); back to the queue",
+        ctx.id,
+        ctx.attempt,
+        type(exc).__name__,
+        exc,
+    )
+    try:
+        async with sessionmaker() as session, transaction(session):
+            owned = await repository.requeue(session, ctx.id, ctx.attempt)
+    except Exception as again:  # the database is still away
+        log.warning(
+            "job %s: could not requeue it (%s); the relay takes it back once its "
+            "heartbeat is stale",
+            ctx.id,
+            again,
+        )
+        return "requeued"
+    return "requeued" if owned else "lost"
 
 
 @dataclass(frozen=True)

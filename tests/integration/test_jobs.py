@@ -185,6 +185,7 @@ async def test_cancelling_a_running_job_rolls_its_work_back(
     async def cancelled_midway(session: AsyncSession, ctx: JobContext) -> Output:
         session.add(Item(owner_id=ctx.job.owner_id, sku="half-done", name="x", price=1, quantity=1))
         await session.flush()
+        await ctx.progress(10, {"created": 1})
         async with sessionmaker() as other, transaction(other):
             await service.cancel(other, ctx.job.owner_id, ctx.id)
         await ctx.progress(50)  # notices the cancellation and stops
@@ -193,6 +194,7 @@ async def test_cancelling_a_running_job_rolls_its_work_back(
     outcome, stored = await run_as_ping(sessionmaker, owner, job_settings, cancelled_midway)
     assert outcome == "lost"
     assert stored.status is JobStatus.cancelled
+    assert stored.counts == {}  # the item it counted was rolled back
     async with sessionmaker() as session:
         assert await session.scalar(select(Item).where(Item.sku == "half-done")) is None
 
@@ -218,6 +220,58 @@ async def test_a_run_that_lost_its_job_records_nothing(
     assert stored.result is None
     async with sessionmaker() as session:
         assert await session.scalar(select(Item).where(Item.sku == "first-run")) is None
+
+
+async def test_a_run_that_fails_after_losing_its_job_is_lost_not_failed(
+    committed: tuple[async_sessionmaker[AsyncSession], User], job_settings: JobSettings
+) -> None:
+    sessionmaker, owner = committed
+
+    async def cancelled_then_broken(session: AsyncSession, ctx: JobContext) -> Output:
+        async with sessionmaker() as other, transaction(other):
+            await service.cancel(other, ctx.job.owner_id, ctx.id)
+        raise RuntimeError("after the cancel")
+
+    outcome, stored = await run_as_ping(sessionmaker, owner, job_settings, cancelled_then_broken)
+    assert outcome == "lost"
+    assert stored.status is JobStatus.cancelled
+    assert stored.error is None
+
+
+async def test_a_lost_database_connection_requeues_until_attempts_run_out(
+    committed: tuple[async_sessionmaker[AsyncSession], User], job_settings: JobSettings
+) -> None:
+    """The run's own connection is terminated by the server mid-run (a real
+    fault, not a stand-in): the job goes back to the queue with its counts
+    emptied, and fails for good on its last attempt."""
+    sessionmaker, owner = committed
+    assert job_settings.max_job_attempts == 3
+
+    async def cut_off(session: AsyncSession, ctx: JobContext) -> Output:
+        await ctx.progress(50, {"created": 10})
+        backend = await session.scalar(text("SELECT pg_backend_pid()"))
+        async with sessionmaker() as other, transaction(other):
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        await session.execute(text("SELECT 1"))
+        raise AssertionError("the terminated connection should have failed")
+
+    outcome, stored = await run_as_ping(sessionmaker, owner, job_settings, cut_off)
+    assert (outcome, stored.status, stored.attempts) == ("requeued", JobStatus.queued, 1)
+    assert stored.counts == {}
+    assert stored.error is None
+
+    kinds = {"ping": cut_off}
+    assert await service.run(sessionmaker, stored.id, settings=job_settings, kinds=kinds) == (
+        "requeued"
+    )
+    assert await service.run(sessionmaker, stored.id, settings=job_settings, kinds=kinds) == (
+        "failed"
+    )
+    async with sessionmaker() as session:
+        last = await service.get(session, owner.id, stored.id)
+    assert (last.status, last.attempts, last.counts) == (JobStatus.failed, 3, {})
+    assert last.error is not None
+    assert last.error.startswith("unexpected ")
 
 
 async def test_run_claims_once_and_records_the_result(

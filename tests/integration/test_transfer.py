@@ -165,6 +165,14 @@ async def test_invalid_rows_are_reported_and_valid_rows_kept(
         + "\n"  # blank: ignored
         + "ok-12,Fine too,,NaN,1\n"  # 17
         + "ok-13,Last,,0.10,0\n"  # 18
+        + "ok-14,Big,,1,"
+        + "9" * 5000
+        + "\n"  # 19: past int()'s digit limit
+        + '"nl\n",Name,,1,1\n'  # 20-21: a newline in a quoted sku
+        + 'stray,"Stray"quote,,1,1\n'  # 22: malformed, reading goes on
+        + "ok-15,Fine again,,2,2\n"  # 23
+        + 'open,"Never closed,,1,1\n'  # 24
+        + "ok-16,Swallowed by the open quote,,1,1\n"  # 25
     )
     job = await run_job(
         sessionmaker,
@@ -173,7 +181,7 @@ async def test_invalid_rows_are_reported_and_valid_rows_kept(
         user_headers,
         await upload(client, user_headers, content),
     )
-    assert job["counts"] == {"rows": 16, "created": 2, "updated": 0, "unchanged": 0, "skipped": 14}
+    assert job["counts"] == {"rows": 21, "created": 3, "updated": 0, "unchanged": 0, "skipped": 18}
     result = await report(client, user_headers, job)
     assert result["errors_truncated"] is False
     found = {(e["line"], e["column"]): e["reason"] for e in result["errors"]}
@@ -192,8 +200,14 @@ async def test_invalid_rows_are_reported_and_valid_rows_kept(
         (14, "name"): "is longer than 200 characters",
         (15, None): "has 6 fields; the header has 5",
         (17, "price"): "must be a finite number",
+        (19, "quantity"): "must be at most 2147483647",
+        (20, "sku"): "may only contain letters, digits, '.', '_' and '-'",
+        (22, None): "malformed CSV (',' expected after '\"')",
+        (24, None): (
+            "malformed CSV (a quoted field is never closed); lines 24-25 were read as this record"
+        ),
     }
-    assert set(await items(client, user_headers)) == {"ok-1", "ok-13"}
+    assert set(await items(client, user_headers)) == {"ok-1", "ok-13", "ok-15"}
 
 
 async def test_the_report_keeps_the_first_thousand_errors(
@@ -238,6 +252,7 @@ async def test_the_report_keeps_the_first_thousand_errors(
         ),
         (b"sku,sku,name,price,quantity\n", "text/csv", 422, "repeated columns: sku"),
         (b"sku,na\x00me,price,quantity\n", "text/csv", 422, "NUL bytes"),
+        (b'sku,"name,price,quantity\n', "text/csv", 422, "CSV header on line 1 is malformed"),
     ],
 )
 async def test_bad_uploads_are_refused_at_once(
@@ -265,6 +280,42 @@ async def test_import_without_a_file_is_422(
         "/api/v1/items/import", data={"other": "field"}, headers=user_headers
     )
     assert response.status_code == 422
+
+
+async def test_broken_multipart_is_a_400_that_says_so(
+    client: httpx.AsyncClient, user_headers: Headers
+) -> None:
+    response = await client.post(
+        "/api/v1/items/import",
+        content=b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\nno end',
+        headers={**user_headers, "Content-Type": "multipart/form-data"},  # no boundary
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == {
+        "code": "malformed_body",
+        "message": "request body could not be parsed as its Content-Type says "
+        "(malformed JSON or form data, or not UTF-8)",
+    }
+
+
+async def test_control_characters_leave_the_filename(
+    client: httpx.AsyncClient, user_headers: Headers, session: AsyncSession
+) -> None:
+    # Raw, because httpx percent-encodes control characters in filenames.
+    body = (
+        b"--b\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="a\x00b\x07.csv"\r\n'
+        b"Content-Type: text/csv\r\n\r\n" + HEADER.encode() + b"a,A,,1,1\n\r\n--b--\r\n"
+    )
+    response = await client.post(
+        "/api/v1/items/import",
+        content=body,
+        headers={**user_headers, "Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert response.status_code == 202, response.text
+    job = await repository.get(session, UUID(response.json()["id"]))
+    assert job is not None
+    assert job.payload["filename"] == "ab.csv"
 
 
 @pytest.fixture
