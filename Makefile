@@ -111,6 +111,7 @@ prod-down: docker ## stop the local production stack (volumes kept; add -v by ha
 clean: docker ## stop everything and delete the data volumes
 	$(COMPOSE) down -v --remove-orphans
 	$(COMPOSE) -p appstack-test --profile test --profile pgbouncer down -v --remove-orphans
+	@[ ! -f $(PROD_ENV) ] || $(PROD) down -v --remove-orphans
 	APP_ENV_FILE=.env.prod.example $(COMPOSE) -p appstack-prodtest -f docker-compose.prod.yml --env-file .env.prod.example down -v --remove-orphans
 
 bench: docker uv ## benchmarks on a throwaway stack; writes bench/results/latest.json

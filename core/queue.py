@@ -20,7 +20,11 @@ log = logging.getLogger(__name__)
 TASK_RUN_JOB = "jobs.run"
 TASK_RELAY = "jobs.relay"
 JOB_QUEUE = "jobs"
-# The relay has its own queue, so that it never waits behind a backlog of jobs.
+# The relay has its own queue, so that it never waits behind a backlog of
+# queued jobs. It still needs a free worker process: while every process runs
+# a job, relay messages expire unrun and recovery waits for the next free one
+# (a delay, never a loss). A worker started with `--queues maintenance`
+# alone would make the relay independent of the job load.
 MAINTENANCE_QUEUE = "maintenance"
 # Hard limit on one task run; the broker's visibility timeout must be longer, or
 # Redis would hand a still-running task to a second worker.
