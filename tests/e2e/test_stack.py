@@ -85,3 +85,15 @@ def test_api_and_worker_log_their_connection_budget() -> None:
         assert line, f"{service} logged no connection budget"
         assert "max_connections=100" in line, line
         assert "WORKER_CONCURRENCY" in line, line
+
+
+def test_redis_keeps_what_it_is_given() -> None:
+    """The broker survives a restart (append-only file) and refuses writes
+    rather than evicting queued messages when full."""
+    config = (
+        compose("exec", "-T", "redis", "redis-cli", "CONFIG", "GET", "appendonly").stdout.split()
+        + compose(
+            "exec", "-T", "redis", "redis-cli", "CONFIG", "GET", "maxmemory-policy"
+        ).stdout.split()
+    )
+    assert config == ["appendonly", "yes", "maxmemory-policy", "noeviction"]

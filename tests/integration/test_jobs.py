@@ -274,6 +274,31 @@ async def test_a_lost_database_connection_requeues_until_attempts_run_out(
     assert last.error.startswith("unexpected ")
 
 
+async def test_a_run_longer_than_the_stale_limit_keeps_its_job(
+    committed: tuple[async_sessionmaker[AsyncSession], User],
+    producer: Celery,
+    job_settings: JobSettings,
+) -> None:
+    """The heartbeat keeps a long run's job: the relay, running meanwhile,
+    leaves it alone."""
+    sessionmaker, owner = committed
+    settings = job_settings.model_copy(
+        update={"job_heartbeat_seconds": 0.2, "job_stale_after_seconds": 1.0}
+    )
+    relayed: list[service.RelayReport] = []
+
+    async def slow(session: AsyncSession, ctx: JobContext) -> Output:
+        await asyncio.sleep(2.5)  # past JOB_STALE_AFTER_SECONDS, beating all along
+        relayed.append(await service.relay(sessionmaker, producer, settings))
+        return Output(result={"slow": True})
+
+    outcome, stored = await run_as_ping(sessionmaker, owner, settings, slow)
+    assert outcome == "succeeded"
+    assert (stored.status, stored.attempts) == (JobStatus.succeeded, 1)
+    [report] = relayed
+    assert stored.id not in (*report.requeued, *report.failed)
+
+
 async def test_run_claims_once_and_records_the_result(
     sessionmaker: async_sessionmaker[AsyncSession], owner: User, job_settings: JobSettings
 ) -> None:

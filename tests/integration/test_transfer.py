@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -13,8 +14,8 @@ from uuid import UUID
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.main import create_app
 from core.db import transaction
@@ -532,6 +533,61 @@ async def test_a_large_import_goes_through_copy_and_counts_right(
     listing = await client.get("/api/v1/items?limit=1&q=Renamed", headers=user_headers)
     assert listing.json()["total"] == 600
     assert (await client.get("/api/v1/items?limit=1", headers=user_headers)).json()["total"] == 1800
+
+
+@dataclass
+class RecordingContext(JobContext):
+    """A job context that also keeps every progress figure it reports."""
+
+    reported: list[int] = field(default_factory=list)
+
+    async def progress(self, percent: int, counts: dict[str, int] | None = None) -> None:
+        self.reported.append(percent)
+        await super().progress(percent, counts)
+
+
+async def test_an_import_writes_per_batch_not_per_row_and_reports_progress(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    connection: AsyncConnection,
+    user_headers: Headers,
+    settings: Settings,
+) -> None:
+    rows = "".join(f"per-batch-{n:04d},Item {n},,1.00,1\n" for n in range(1500))
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    async def run_import(batch_rows: int) -> tuple[dict[str, int] | None, list[int]]:
+        response = await upload(client, user_headers, HEADER + rows)
+        async with sessionmaker() as session, transaction(session):
+            job = await repository.claim(session, UUID(response.json()["id"]))
+        assert job is not None
+        job_settings = settings.jobs.model_copy(update={"import_batch_rows": batch_rows})
+        ctx = RecordingContext(job, sessionmaker, job_settings)
+        statements.clear()
+        event.listen(connection.sync_connection, "before_cursor_execute", count)
+        try:
+            async with sessionmaker() as session, transaction(session):
+                output = await transfer.import_items(session, ctx)
+        finally:
+            event.remove(connection.sync_connection, "before_cursor_execute", count)
+        return output.counts, ctx.reported
+
+    # A new owner: three batches of 500 through COPY.
+    counts, reported = await run_import(500)
+    assert counts == {"rows": 1500, "created": 1500, "updated": 0, "unchanged": 0, "skipped": 0}
+    assert reported == [33, 66, 99]  # per batch, by line; the finish records 100
+    assert len(statements) <= 6 * 3 + 6, statements
+
+    # The same rows again in 15 batches of 100: one INSERT and one UPDATE
+    # per batch, plus the progress writes.
+    counts, reported = await run_import(100)
+    assert counts == {"rows": 1500, "created": 0, "updated": 0, "unchanged": 1500, "skipped": 0}
+    assert reported == sorted(reported)
+    assert len(reported) == 15
+    assert len(statements) <= 6 * 15 + 6, statements
 
 
 @pytest.mark.parametrize("size", [3, 600])

@@ -257,3 +257,15 @@ def test_rolling_update_of_the_api_under_load_fails_no_request(
     )
     assert failed == []
     assert https.get("/health/ready").status_code == 200
+
+
+def test_redis_keeps_what_it_is_given() -> None:
+    """The broker survives a restart (append-only file) and refuses writes
+    rather than evicting queued messages when full."""
+    config = (
+        compose("exec", "-T", "redis", "redis-cli", "CONFIG", "GET", "appendonly").stdout.split()
+        + compose(
+            "exec", "-T", "redis", "redis-cli", "CONFIG", "GET", "maxmemory-policy"
+        ).stdout.split()
+    )
+    assert config == ["appendonly", "yes", "maxmemory-policy", "noeviction"]
