@@ -49,6 +49,16 @@ def psql(sql: str) -> str:
     return result.stdout.strip()
 
 
+def redis_config(*names: str) -> dict[str, str]:
+    """Settings of the running stack's Redis, read with CONFIG GET."""
+    values: dict[str, str] = {}
+    for name in names:
+        reply = compose("exec", "-T", "redis", "redis-cli", "CONFIG", "GET", name).stdout
+        key, value = reply.split()
+        values[key] = value
+    return values
+
+
 def wait_for(
     predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition"
 ) -> Any:

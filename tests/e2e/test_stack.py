@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from tests.e2e.conftest import compose, wait_for
+from tests.e2e.conftest import compose, redis_config, wait_for
 
 LOOP_ERRORS = re.compile(
     r"attached to a different loop|another operation is in progress|Event loop is closed",
@@ -90,10 +90,7 @@ def test_api_and_worker_log_their_connection_budget() -> None:
 def test_redis_keeps_what_it_is_given() -> None:
     """The broker survives a restart (append-only file) and refuses writes
     rather than evicting queued messages when full."""
-    config = (
-        compose("exec", "-T", "redis", "redis-cli", "CONFIG", "GET", "appendonly").stdout.split()
-        + compose(
-            "exec", "-T", "redis", "redis-cli", "CONFIG", "GET", "maxmemory-policy"
-        ).stdout.split()
-    )
-    assert config == ["appendonly", "yes", "maxmemory-policy", "noeviction"]
+    assert redis_config("appendonly", "maxmemory-policy") == {
+        "appendonly": "yes",
+        "maxmemory-policy": "noeviction",
+    }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import compose, psql, wait_for
+from tests.e2e.conftest import compose, psql, redis_config, wait_for
 from tests.prod.conftest import (
     APP_SERVICES,
     PROD_HTTP_URL,
@@ -262,10 +262,7 @@ def test_rolling_update_of_the_api_under_load_fails_no_request(
 def test_redis_keeps_what_it_is_given() -> None:
     """The broker survives a restart (append-only file) and refuses writes
     rather than evicting queued messages when full."""
-    config = (
-        compose("exec", "-T", "redis", "redis-cli", "CONFIG", "GET", "appendonly").stdout.split()
-        + compose(
-            "exec", "-T", "redis", "redis-cli", "CONFIG", "GET", "maxmemory-policy"
-        ).stdout.split()
-    )
-    assert config == ["appendonly", "yes", "maxmemory-policy", "noeviction"]
+    assert redis_config("appendonly", "maxmemory-policy") == {
+        "appendonly": "yes",
+        "maxmemory-policy": "noeviction",
+    }
