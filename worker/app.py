@@ -32,9 +32,10 @@ def _keep_our_logging(**_: Any) -> None:
 
 @worker_init.connect
 def _on_worker_start(sender: Any = None, **_: Any) -> None:
-    """In the main process, before the children fork: serve the health and
-    job metrics endpoint, and log the stack's worst-case database connections (the api's worker
-    count is estimated from this machine's CPUs unless WEB_CONCURRENCY is set)."""
+    """In the main process, before the children fork: serve /health and the
+    job metrics, and log the stack's worst-case database connections (the
+    api's worker count is estimated from this machine's CPUs unless
+    WEB_CONCURRENCY is set)."""
     metrics.serve(settings.jobs.worker_metrics_port)
     concurrency = getattr(sender, "concurrency", None) or settings.jobs.worker_concurrency
     api = gunicorn_workers(settings.web.web_concurrency, effective_cpus())

@@ -99,7 +99,7 @@ def serve(port: int) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:  # the solo pool: the metrics live in this process
+    else:  # not in multiprocess mode: this process's own metrics
         registry = REGISTRY
     registry.register(_ConsumingCollector())
     server = make_server(

@@ -242,11 +242,18 @@ async def _run_claimed(
         )
         return "lost"
     except Exception as exc:
-        if is_transient(exc) and ctx.attempt < settings.max_job_attempts:
+        transient = is_transient(exc)
+        if transient and ctx.attempt < settings.max_job_attempts:
             return await _requeue(sessionmaker, ctx, exc)
         if isinstance(exc, JobError):
             log.info("job %s failed: %s", job_id, exc)
             error = str(exc)
+        elif transient:
+            log.exception("job %s failed", job_id)
+            error = (
+                f"a transient database error ({type(exc).__name__}) on all {ctx.attempt} "
+                f"attempts; giving up (MAX_JOB_ATTEMPTS={settings.max_job_attempts})"
+            )
         else:
             log.exception("job %s failed", job_id)
             error = f"unexpected {type(exc).__name__} in the worker; its log has the details"

@@ -271,7 +271,8 @@ async def test_a_lost_database_connection_requeues_until_attempts_run_out(
         last = await service.get(session, owner.id, stored.id)
     assert (last.status, last.attempts, last.counts) == (JobStatus.failed, 3, {})
     assert last.error is not None
-    assert last.error.startswith("unexpected ")
+    assert last.error.startswith("a transient database error (")
+    assert last.error.endswith("on all 3 attempts; giving up (MAX_JOB_ATTEMPTS=3)")
 
 
 async def test_a_run_longer_than_the_stale_limit_keeps_its_job(
