@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -83,6 +84,17 @@ async def login(
 ) -> Token:
     """OAuth2 password flow: ``username`` is the email. Too many failures for
     one email or from one address within the window answer 429."""
+    if len(form.username) > 320 or "\x00" in form.username:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "username"),
+                    "msg": "must be an email address: at most 320 characters, no NUL",
+                    "input": None,
+                }
+            ]
+        )
     email, ip = service.normalize_email(form.username), client_ip(request)
     await throttle.check(redis, settings.auth, email=email, ip=ip)
     try:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from core.errors import AppError
@@ -91,15 +94,46 @@ async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
     return _unavailable("redis")
 
 
+_FOREIGN_KEY_VIOLATION = "23503"
+
+
 async def _database_error(request: Request, exc: Exception) -> Response:
     # Postgres down, or a pooled connection that died with a restart (the
     # pool is then invalidated, and the next request connects afresh): a 503
-    # the client can retry. Any other database error is a bug: a 500.
+    # the client can retry. A row the request refers to deleted meanwhile (an
+    # account removed within AUTH_CACHE_SECONDS of its last request): a 409.
+    # Any other database error is a bug: a 500.
     assert isinstance(exc, DBAPIError)
     if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
         log.warning("database unavailable: %s", exc.orig or exc)
         return _unavailable("database")
+    if isinstance(exc, IntegrityError) and (
+        getattr(exc.orig, "sqlstate", None) == _FOREIGN_KEY_VIOLATION
+    ):
+        log.warning("reference gone: %s", exc.orig)
+        return error_response(
+            409, "conflict", "a record this request refers to (your account?) no longer exists"
+        )
     raise exc
+
+
+def _json_safe(error: dict[str, Any]) -> dict[str, Any]:
+    # The input pydantic refused is echoed back, but JSON cannot carry every
+    # value Python's json module reads (NaN, Infinity, lone surrogates): such
+    # an input is shown as its repr, which can.
+    try:
+        json.dumps(error, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        error = {**error, "input": repr(error.get("input"))[:200]}
+        error.pop("ctx", None)
+    return error
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own 422 shape, with every input made writable.
+    assert isinstance(exc, RequestValidationError)
+    detail = [_json_safe(error) for error in jsonable_encoder(exc.errors())]
+    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 async def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
@@ -112,6 +146,7 @@ def install(app: FastAPI) -> None:
     database in the one error shape."""
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
     app.add_exception_handler(DBAPIError, _database_error)

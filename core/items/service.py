@@ -18,9 +18,11 @@ def _duplicate(sku: str) -> Conflict:
     return Conflict(f"you already have an item with sku {sku!r}")
 
 
-async def get(session: AsyncSession, owner_id: UUID, item_id: UUID) -> Item:
+async def get(
+    session: AsyncSession, owner_id: UUID, item_id: UUID, *, for_update: bool = False
+) -> Item:
     """The owner's item. Another user's item is reported exactly like a missing one."""
-    item = await repository.get_owned(session, owner_id, item_id)
+    item = await repository.get_owned(session, owner_id, item_id, for_update=for_update)
     if item is None:
         raise NotFound("item not found")
     return item
@@ -38,7 +40,7 @@ async def update(
     session: AsyncSession, owner_id: UUID, item_id: UUID, changes: Mapping[str, Any]
 ) -> Item:
     """Apply a partial update to the owner's item."""
-    item = await get(session, owner_id, item_id)
+    item = await get(session, owner_id, item_id, for_update=True)
     sku = changes.get("sku")
     if sku is not None and await repository.sku_taken(session, owner_id, sku, except_id=item.id):
         raise _duplicate(sku)
@@ -50,7 +52,7 @@ async def update(
 
 async def delete(session: AsyncSession, owner_id: UUID, item_id: UUID) -> None:
     """Delete the owner's item."""
-    await session.delete(await get(session, owner_id, item_id))
+    await session.delete(await get(session, owner_id, item_id, for_update=True))
     await session.flush()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from pydantic.networks import validate_email
+from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import save_unique
@@ -14,8 +16,15 @@ from core.users import repository
 
 
 def normalize_email(email: str) -> str:
-    """Emails are compared trimmed and lower-cased."""
-    return email.strip().lower()
+    """The form an email is stored and compared in: what registration's
+    EmailStr makes of it (IDNA domains in Unicode, NFC, no display name),
+    lower-cased. Something that is no email address is only trimmed and
+    lower-cased (it then matches no account)."""
+    try:
+        _, address = validate_email(email.strip())
+    except PydanticCustomError:
+        address = email.strip()
+    return address.lower()
 
 
 async def register(

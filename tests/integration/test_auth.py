@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.principals import PrincipalCache
@@ -198,3 +198,36 @@ async def test_without_the_cache_a_deactivated_account_is_refused_at_once(
     assert (await client.get("/api/v1/jobs", headers=headers)).status_code == 200
     await deactivate(session, user["email"])
     assert (await client.get("/api/v1/jobs", headers=headers)).status_code == 403
+
+
+async def test_login_normalises_the_email_as_registration_does(
+    client: httpx.AsyncClient,
+) -> None:
+    stored = await register(client, "Anna@xn--mnchen-3ya.de")
+    assert stored["email"] == "anna@münchen.de"
+    for typed in ("Anna@xn--mnchen-3ya.de", "ANNA@MÜNCHEN.DE", " Anna <anna@münchen.de> "):
+        assert (await login(client, typed)).status_code == 200, typed
+
+
+async def test_a_nul_in_the_login_name_is_a_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/login", data={"username": "a\x00b@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "username"]
+
+
+async def test_an_account_deleted_meanwhile_gets_a_409_not_a_500(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """Within AUTH_CACHE_SECONDS of its last request, a deleted account's
+    token still passes; what it writes then refers to no user."""
+    user = await register(client)
+    headers = await token_headers(client, user["email"])
+    item = {"sku": "gone-1", "name": "n", "price": "1.00", "quantity": 1}
+    assert (await client.post("/api/v1/items", json=item, headers=headers)).status_code == 201
+    await session.execute(delete(User).where(User.email == user["email"]))
+    await session.flush()
+    response = await client.post("/api/v1/items", json={**item, "sku": "gone-2"}, headers=headers)
+    assert response.status_code == 409, response.text
+    assert "no longer exists" in response.json()["error"]["message"]

@@ -104,3 +104,23 @@ async def test_cors_allows_listed_origins_only(cors_client: httpx.AsyncClient) -
 async def test_no_cors_headers_without_configuration(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/live", headers={"Origin": "https://app.example.com"})
     assert "access-control-allow-origin" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # Python's json module reads these; JSON cannot write them back.
+        ("/api/v1/auth/register", b'{"email": "a@b.co", "password": "x", "full_name": "\\ud800"}'),
+        ("/api/v1/auth/register", b'{"email": "a@b.co", "password": "long enough", "\\ud800": 1}'),
+        ("/api/v1/items", b'{"sku": "s", "name": "n", "price": NaN, "quantity": 1}'),
+        ("/api/v1/items", b'{"sku": "s", "name": "n", "price": 1, "quantity": 1e400}'),
+    ],
+)
+async def test_unwritable_inputs_are_a_422_not_a_500(
+    client: httpx.AsyncClient, user_headers: dict[str, str], path: str, body: bytes
+) -> None:
+    response = await client.post(
+        path, content=body, headers={**user_headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
