@@ -95,7 +95,9 @@ test-prod: docker uv ## only the production checks (TLS, hardening, backup/resto
 # The production stack on this machine: https://localhost:8443 (Caddy's local
 # CA). Secrets are generated into .env.prod.local on first use and kept.
 PROD_ENV ?= .env.prod.local
-PROD := $(COMPOSE) -f docker-compose.prod.yml --env-file $(PROD_ENV)
+# Its own project name: on a machine that also runs the real production stack
+# (project appstack-prod, deploy/vm), prod-up, prod-down and clean leave it alone.
+PROD := $(COMPOSE) -p appstack-local -f docker-compose.prod.yml --env-file $(PROD_ENV)
 
 prod-up: docker ## the production stack locally (DOMAIN=localhost, generated secrets)
 	@[ -f $(PROD_ENV) ] || ./deploy/prod-env.sh $(PROD_ENV)

@@ -6,6 +6,9 @@
 # appstack-<UTC timestamp>.dump; the newest BACKUP_KEEP files are kept.
 # Prints the path of the new file. Safe to run while the stack serves traffic.
 source "$(dirname "$0")/lib.sh"
+take_lock 1800  # behind a running deploy or restore
+# The dumps hold every row, password hashes included: owner-only.
+umask 077
 
 dir=$(env_value BACKUP_DIR /var/backups/appstack)
 keep=$(env_value BACKUP_KEEP 14)

@@ -13,14 +13,39 @@
 #      scheduler, and reload Caddy's configuration.
 # The first deploy is the same command: it starts whatever is not running.
 source "$(dirname "$0")/lib.sh"
+take_lock 0
 
 ref=${1:-}
 started=$SECONDS
+previous=$(git rev-parse HEAD 2>/dev/null || true)
+deployed=0
+
+# A deploy that fails after checking out another ref goes back to the ref
+# that was running, and rebuilds its image (from the build cache), so that
+# the next `up` (a reboot, the systemd unit) does not start the failed build.
+# The old api containers kept serving throughout. A migration that already
+# ran stays: migrations must be additive (see the README).
+back_to_previous() {
+    local status=$?
+    [ "$deployed" = 1 ] || [ -z "$ref" ] || [ -z "$previous" ] && return "$status"
+    [ "$(git rev-parse HEAD)" = "$previous" ] && return "$status"
+    log "deploy failed (exit $status); checking out ${previous:0:12} again"
+    if git checkout --quiet --detach "$previous" && { [ "${PULL:-0}" = 1 ] || compose build --quiet; }; then
+        [ "${PULL:-0}" = 1 ] && log "PULL=1: pull the previous APP_IMAGE again before the next up"
+    else
+        log "could not restore the previous build; run: deploy/vm/deploy.sh $previous"
+    fi
+    return "$status"
+}
+trap back_to_previous EXIT
 
 if [ -n "$ref" ]; then
     log "checking out $ref"
-    git fetch --tags --prune origin
-    git checkout --detach "$ref"
+    git fetch --force --tags --prune origin
+    # A branch name means the branch as just fetched, not a stale local copy.
+    if commit=$(git rev-parse --verify --quiet "refs/remotes/origin/$ref^{commit}"); then :
+    else commit=$(git rev-parse --verify "$ref^{commit}"); fi
+    git checkout --detach "$commit"
 fi
 log "deploying $(git rev-parse --short HEAD 2>/dev/null || echo 'this checkout')"
 
@@ -38,6 +63,7 @@ mapfile -t old < <(compose ps -q api)
 if [ "${#old[@]}" -eq 0 ]; then
     log "first start"
     compose up -d --wait
+    deployed=1
     log "deployed in $((SECONDS - started))s"
     exit 0
 fi
@@ -78,4 +104,5 @@ compose up -d --no-deps --wait worker scheduler
 compose up -d --no-deps caddy
 compose exec -T caddy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null
 
+deployed=1
 log "deployed in $((SECONDS - started))s"

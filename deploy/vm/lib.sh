@@ -25,3 +25,21 @@ env_value() {
 }
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+# take_lock WAIT: one deploy, backup or restore at a time (two deploys would
+# stop each other's api containers; a backup must not read a half-restored
+# database). Waits up to WAIT seconds. A script run by one that holds the lock
+# (restore.sh runs backup.sh) passes. flock needs only a readable file, so
+# root (the backup timer) and the deploying user share it.
+take_lock() {
+    [ -n "${APPSTACK_LOCKED:-}" ] && return 0
+    local lock="$ROOT/.git/appstack-ops.lock"
+    [ -d "$ROOT/.git" ] || lock=/tmp/appstack-ops.lock
+    [ -e "$lock" ] || : > "$lock"
+    exec 9< "$lock"
+    if ! flock -w "$1" 9; then
+        echo "another deploy, backup or restore is running (lock: $lock)" >&2
+        exit 75
+    fi
+    export APPSTACK_LOCKED=1
+}

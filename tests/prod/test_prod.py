@@ -181,6 +181,22 @@ def test_backup_wipe_and_restore_bring_the_rows_back(
         time.sleep(1.1)  # file names carry the second
     assert sorted(backups.iterdir()) == sorted(dumps[1:])
     assert dumps[-1].read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
+    assert dumps[-1].stat().st_mode & 0o077 == 0  # every row is in it: owner only
+
+    # A file that is no archive is refused before anything changes.
+    garbage = tmp_path / "garbage.dump"
+    garbage.write_bytes(b"not a dump at all")
+    refused = subprocess.run(
+        ["deploy/vm/restore.sh", str(garbage)],
+        env={**os.environ, "BACKUP_DIR": str(backups)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "nothing was changed" in refused.stderr
+    assert psql("SELECT count(*) FROM items WHERE sku LIKE 'backup-%'") == "3"
 
     # Wipe: the database volume is deleted and Postgres starts empty.
     compose("stop", "api", "worker", "scheduler", "db")
@@ -190,7 +206,9 @@ def test_backup_wipe_and_restore_bring_the_rows_back(
     compose("up", "-d", "--wait", "db")
     assert psql("SELECT to_regclass('items') IS NULL") == "t"
 
-    run_script("restore.sh", str(dumps[-1]))
+    run_script("restore.sh", str(dumps[-1]), BACKUP_DIR=str(backups))
+    # It backed up the (empty) database it replaced first.
+    assert len(list(backups.iterdir())) == 3  # the two before, and that one
 
     headers = login(https, account["email"])  # the user is back
     listed = https.get("/api/v1/items", params={"limit": 100}, headers=headers)
