@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -18,16 +19,33 @@ _hasher = PasswordHash((Argon2Hasher(),))
 _DUMMY_HASH = _hasher.hash("not-a-real-password-but-the-same-work")
 
 
+# Each Argon2 computation takes 64 MiB (pwdlib's memory cost). One at a time
+# per process bounds a burst of logins to 64 MiB a process (5 gunicorn workers:
+# 320 MiB), well inside an api container's memory limit; more at once would
+# not finish sooner on a few cores anyway.
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _hash(password: str) -> str:
+    with _ONE_AT_A_TIME:
+        return _hasher.hash(password)
+
+
+def _verify(password: str, hashed: str) -> bool:
+    with _ONE_AT_A_TIME:
+        return _hasher.verify(password, hashed)
+
+
 async def hash_password(password: str) -> str:
     """Argon2id hash, computed in a thread: hashing takes tens of milliseconds
     and would otherwise stall every other request on this event loop."""
-    return await anyio.to_thread.run_sync(_hasher.hash, password)
+    return await anyio.to_thread.run_sync(_hash, password)
 
 
 async def verify_password(password: str, hashed: str | None) -> bool:
     """True when ``password`` matches ``hashed``; ``None`` burns the same time."""
     target = hashed if hashed is not None else _DUMMY_HASH
-    ok = await anyio.to_thread.run_sync(_hasher.verify, password, target)
+    ok = await anyio.to_thread.run_sync(_verify, password, target)
     return ok and hashed is not None
 
 
