@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.main import create_app
+from core.settings import Settings
+from tests.integration.conftest import register, token_headers
 
 ITEM = {"sku": "SKU-1", "name": "Widget", "description": "A widget", "price": "9.99", "quantity": 3}
 
@@ -207,3 +215,42 @@ async def test_limit_bounds(client: httpx.AsyncClient, user_headers: dict[str, s
     for limit in (1, 100):
         response = await client.get("/api/v1/items", params={"limit": limit}, headers=user_headers)
         assert response.status_code == 200
+
+
+@pytest.fixture
+async def live_client(settings: Settings, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on its own engine: every request commits for real, so that
+    another connection can race it."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def test_a_patch_racing_a_delete_is_a_404_not_a_500(
+    live_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    client = live_client
+    headers = await token_headers(client, (await register(client))["email"])
+    created = await client.post(
+        "/api/v1/items",
+        json={"sku": "raced", "name": "Raced", "price": "1.00", "quantity": 1},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    item_id = created.json()["id"]
+    async with engine.connect() as other:
+        transaction = await other.begin()
+        # Another transaction holds the row, then deletes it while the
+        # PATCH waits for it.
+        await other.execute(text("SELECT 1 FROM items WHERE id = :id FOR UPDATE"), {"id": item_id})
+        patch = asyncio.create_task(
+            client.patch(f"/api/v1/items/{item_id}", json={"name": "Late"}, headers=headers)
+        )
+        await asyncio.sleep(1)
+        assert not patch.done(), "the PATCH should wait for the row"
+        await other.execute(text("DELETE FROM items WHERE id = :id"), {"id": item_id})
+        await transaction.commit()
+    response = await patch
+    assert response.status_code == 404, response.text
