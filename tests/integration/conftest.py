@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -113,6 +114,24 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
+
+
+@asynccontextmanager
+async def serve(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app made from ``settings`` (a variant of the test
+    settings). With ``sessionmaker``, its requests run in the test's
+    transaction, reads too, so that they see what it holds; without, on the
+    app's own engine, committing for real."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        if sessionmaker is not None:
+            app.state.sessionmaker = sessionmaker
+            app.state.read_sessionmaker = sessionmaker
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
 
 
 @pytest.fixture(autouse=True)

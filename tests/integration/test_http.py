@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from api.main import create_app
 from core.settings import Settings
+from tests.integration.conftest import serve
 
 
 async def test_declared_oversized_body_is_413_before_reading(
@@ -73,11 +72,8 @@ async def cors_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             "http": settings.http.model_copy(update={"cors_origins": "https://app.example.com"})
         }
     )
-    app: FastAPI = create_app(configured)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with serve(configured) as client:
+        yield client
 
 
 async def test_cors_allows_listed_origins_only(cors_client: httpx.AsyncClient) -> None:

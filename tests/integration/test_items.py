@@ -11,9 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.main import create_app
 from core.settings import Settings
-from tests.integration.conftest import register, token_headers
+from tests.integration.conftest import register, serve, token_headers
 
 ITEM = {"sku": "SKU-1", "name": "Widget", "description": "A widget", "price": "9.99", "quantity": 3}
 
@@ -221,11 +220,8 @@ async def test_limit_bounds(client: httpx.AsyncClient, user_headers: dict[str, s
 async def live_client(settings: Settings, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     """The app on its own engine: every request commits for real, so that
     another connection can race it."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with serve(settings) as client:
+        yield client
 
 
 async def test_a_patch_racing_a_delete_is_a_404_not_a_500(

@@ -9,9 +9,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.main import create_app
 from core.settings import Settings
-from tests.integration.conftest import login, register
+from tests.integration.conftest import login, register, serve
 
 
 @pytest.fixture
@@ -87,15 +86,9 @@ async def test_unreachable_redis_is_a_503_not_a_500(
     unreachable = settings.model_copy(
         update={"redis": settings.redis.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})}
     )
-    app = create_app(unreachable)
-    async with app.router.lifespan_context(app):
-        app.state.sessionmaker = sessionmaker
-        # Reads too: they must see what the test transaction holds.
-        app.state.read_sessionmaker = sessionmaker
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            user = await register(client)
-            response = await login(client, user["email"])
+    async with serve(unreachable, sessionmaker) as client:
+        user = await register(client)
+        response = await login(client, user["email"])
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"] == "5"
     assert response.json()["error"]["code"] == "service_unavailable"

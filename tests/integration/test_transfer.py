@@ -13,18 +13,16 @@ from uuid import UUID
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.main import create_app
 from core.db import transaction
 from core.items import transfer
 from core.jobs import repository, service
 from core.jobs.context import JobContext, JobLost
 from core.models import Item, User
 from core.settings import JobSettings, Settings
-from tests.integration.conftest import user_id
+from tests.integration.conftest import serve, user_id
 
 HEADER = "sku,name,description,price,quantity\n"
 Headers = dict[str, str]
@@ -327,14 +325,8 @@ async def small_upload_client(
     limited = settings.model_copy(
         update={"jobs": settings.jobs.model_copy(update={"max_upload_bytes": 1000})}
     )
-    app: FastAPI = create_app(limited)
-    async with app.router.lifespan_context(app):
-        app.state.sessionmaker = sessionmaker
-        # Reads too: they must see what the test transaction holds.
-        app.state.read_sessionmaker = sessionmaker
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with serve(limited, sessionmaker) as client:
+        yield client
 
 
 async def test_uploads_over_the_limit_are_413(
