@@ -6,6 +6,7 @@
 # appstack-<UTC timestamp>.dump; the newest BACKUP_KEEP files are kept.
 # Prints the path of the new file. Safe to run while the stack serves traffic.
 source "$(dirname "$0")/lib.sh"
+only_local_db
 take_lock 1800  # behind a running deploy or restore
 # The dumps hold every row, password hashes included: owner-only.
 umask 077

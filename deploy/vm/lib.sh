@@ -26,6 +26,17 @@ env_value() {
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
+# only_local_db: backup.sh and restore.sh work on the db service; with a
+# managed DATABASE_URL that service idles, and they would copy (or replace)
+# an empty database while the real one goes unprotected.
+only_local_db() {
+    if [ -n "$(env_value DATABASE_URL)" ]; then
+        echo "DATABASE_URL points at a database outside this stack: back it up (and restore" >&2
+        echo "it) with its provider's tools; $(basename "$0") works on the db service only" >&2
+        exit 2
+    fi
+}
+
 # take_lock WAIT: one deploy, backup or restore at a time (two deploys would
 # stop each other's api containers; a backup must not read a half-restored
 # database). Waits up to WAIT seconds. A script run by one that holds the lock

@@ -12,6 +12,7 @@ file=${1:?usage: deploy/vm/restore.sh FILE.dump}
 [ -s "$file" ] || { echo "$file: no such backup (or empty)" >&2; exit 2; }
 file=$(realpath -- "$file")  # lib.sh changes to the checkout
 source "$(dirname "$0")/lib.sh"
+only_local_db
 take_lock 0
 
 compose up -d --wait db

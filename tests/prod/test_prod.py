@@ -196,6 +196,17 @@ def test_backup_wipe_and_restore_bring_the_rows_back(
     )
     assert refused.returncode == 2, refused.stderr
     assert "nothing was changed" in refused.stderr
+    # With a managed database the scripts refuse: they would copy the idle db.
+    managed = subprocess.run(
+        ["deploy/vm/backup.sh"],
+        env={**os.environ, "BACKUP_DIR": str(backups), "DATABASE_URL": "postgresql://u:p@h/db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert managed.returncode == 2, managed.stderr
+    assert "outside this stack" in managed.stderr
     assert psql("SELECT count(*) FROM items WHERE sku LIKE 'backup-%'") == "3"
 
     # Wipe: the database volume is deleted and Postgres starts empty.
