@@ -15,9 +15,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException
 
+from core.db import connection_lost, sqlstate
 from core.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -104,12 +105,10 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     # account removed within AUTH_CACHE_SECONDS of its last request): a 409.
     # Any other database error is a bug: a 500.
     assert isinstance(exc, DBAPIError)
-    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+    if connection_lost(exc):
         log.warning("database unavailable: %s", exc.orig or exc)
         return _unavailable("database")
-    if isinstance(exc, IntegrityError) and (
-        getattr(exc.orig, "sqlstate", None) == _FOREIGN_KEY_VIOLATION
-    ):
+    if isinstance(exc, IntegrityError) and sqlstate(exc) == _FOREIGN_KEY_VIOLATION:
         log.warning("reference gone: %s", exc.orig)
         return error_response(
             409, "conflict", "a record this request refers to (your account?) no longer exists"

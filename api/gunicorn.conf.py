@@ -9,7 +9,7 @@ from typing import Any
 
 from core.budget import log_budget
 from core.cpu import effective_cpus, gunicorn_workers
-from core.metrics import start_multiprocess_metrics
+from core.metrics import process_exited, start_multiprocess_metrics
 from core.settings import load_settings_or_exit
 
 _settings = load_settings_or_exit()
@@ -44,9 +44,7 @@ control_socket_disable = True
 
 def child_exit(server: object, worker: Any) -> None:
     """Drop a dead worker's live gauges (requests in flight) from /metrics."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    process_exited(worker.pid)
 
 
 def on_starting(server: object) -> None:

@@ -10,19 +10,10 @@ process) the in-process registry is served.
 
 from __future__ import annotations
 
-import os
-
 from fastapi import APIRouter, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from core.metrics import scrape_registry
 
 router = APIRouter(tags=["operations"])
 
@@ -44,17 +35,8 @@ IN_FLIGHT = Gauge(
 )
 
 
-def registry() -> CollectorRegistry:
-    """Every worker's values under gunicorn; this process's otherwise."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return REGISTRY
-    collected = CollectorRegistry()
-    multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
-    return collected
-
-
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
     """Prometheus text format. Not exposed to the internet by the production
     proxy: scrape it from the internal network."""
-    return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -14,7 +14,13 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, event, func, select
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -135,6 +141,20 @@ async def transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
     for callback in callbacks:
         await callback()
+
+
+def connection_lost(exc: DBAPIError) -> bool:
+    """Whether ``exc`` means the database could not be reached or the
+    connection broke (Postgres down or restarted), not a bad statement."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a database error, raw from asyncpg or wrapped by
+    SQLAlchemy; empty for anything else."""
+    if isinstance(exc, DBAPIError):
+        exc = exc.orig or exc
+    return str(getattr(exc, "sqlstate", None) or "")
 
 
 async def save_unique(session: AsyncSession, obj: object, conflict: AppError) -> None:

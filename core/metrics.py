@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 def start_multiprocess_metrics(default_dir: str) -> str:
@@ -25,3 +29,24 @@ def start_multiprocess_metrics(default_dir: str) -> str:
 
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return path
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape serves: in multiprocess mode, a registry that adds up
+    every process's files when collected; otherwise this process's own."""
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def process_exited(pid: int) -> None:
+    """Forget a dead recording process's live gauges (a no-op outside
+    multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

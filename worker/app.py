@@ -11,6 +11,7 @@ from celery.signals import setup_logging, worker_init, worker_process_shutdown
 from core.budget import log_budget
 from core.cpu import effective_cpus, gunicorn_workers
 from core.logging import configure_logging
+from core.metrics import process_exited
 from core.observability import init_sentry
 from core.queue import celery_config
 from core.settings import load_settings_or_exit
@@ -44,7 +45,7 @@ def _on_worker_start(sender: Any = None, **_: Any) -> None:
 
 @worker_process_shutdown.connect
 def _on_child_exit(pid: int | None = None, **_: Any) -> None:
-    metrics.process_exited(pid or os.getpid())
+    process_exited(pid or os.getpid())
 
 
 # Importing the runner connects its per-process signal handlers.

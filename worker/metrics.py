@@ -12,7 +12,6 @@ main process:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
@@ -20,9 +19,11 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from celery import bootsteps
-from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app, multiprocess
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from core.metrics import scrape_registry
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,7 @@ def serve(port: int) -> None:
     a no-op for port 0."""
     if not port:
         return
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:  # not in multiprocess mode: this process's own metrics
-        registry = REGISTRY
+    registry = scrape_registry()
     registry.register(_ConsumingCollector())
     server = make_server(
         "0.0.0.0",  # a container port, published nowhere
@@ -111,9 +108,3 @@ def serve(port: int) -> None:
     )
     threading.Thread(target=server.serve_forever, name="worker-endpoint", daemon=True).start()
     log.info("worker health on :%d/health, job metrics on :%d/metrics", port, port)
-
-
-def process_exited(pid: int) -> None:
-    """Forget a child's live gauges."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -34,11 +34,11 @@ from uuid import UUID
 
 import asyncpg
 from celery import Celery
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import logging as logging_context
-from core.db import after_commit, transaction
+from core.db import after_commit, connection_lost, sqlstate, transaction
 from core.errors import Conflict, NotFound
 from core.items import transfer
 from core.jobs import metrics, repository
@@ -60,15 +60,15 @@ _RETRY_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a database error that another attempt may not meet."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
-            return True
-        exc = exc.orig or exc
-    sqlstate = str(getattr(exc, "sqlstate", None) or "")
-    if sqlstate in _RETRY_SQLSTATES or sqlstate.startswith("08"):
+    if isinstance(exc, DBAPIError) and connection_lost(exc):
         return True
-    # The raw driver (COPY goes through it): a connection that broke.
-    return isinstance(exc, asyncpg.ConnectionDoesNotExistError | ConnectionError)
+    state = sqlstate(exc)
+    if state in _RETRY_SQLSTATES or state.startswith("08"):
+        return True
+    # The raw driver (COPY goes through it), or what SQLAlchemy wrapped: a
+    # connection that broke.
+    raw = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    return isinstance(raw, asyncpg.ConnectionDoesNotExistError | ConnectionError)
 
 
 async def _ping(session: AsyncSession, ctx: JobContext) -> Output:

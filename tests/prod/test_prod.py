@@ -146,16 +146,22 @@ def test_placeholder_secrets_refuse_to_start() -> None:
     assert "DATABASE_URL has a missing or placeholder password" in output, output
 
 
-def run_script(script: str, *args: str, **env: str) -> str:
-    done = subprocess.run(
-        [f"deploy/vm/{script}", *args],
+def script(name: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run one of deploy/vm's scripts with extra environment variables."""
+    return subprocess.run(
+        [f"deploy/vm/{name}", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
+
+
+def run_script(name: str, *args: str, **env: str) -> str:
+    """Run a script that must succeed; its standard output."""
+    done = script(name, *args, **env)
+    assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
 
@@ -186,25 +192,11 @@ def test_backup_wipe_and_restore_bring_the_rows_back(
     # A file that is no archive is refused before anything changes.
     garbage = tmp_path / "garbage.dump"
     garbage.write_bytes(b"not a dump at all")
-    refused = subprocess.run(
-        ["deploy/vm/restore.sh", str(garbage)],
-        env={**os.environ, "BACKUP_DIR": str(backups)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    refused = script("restore.sh", str(garbage), BACKUP_DIR=str(backups))
     assert refused.returncode == 2, refused.stderr
     assert "nothing was changed" in refused.stderr
     # With a managed database the scripts refuse: they would copy the idle db.
-    managed = subprocess.run(
-        ["deploy/vm/backup.sh"],
-        env={**os.environ, "BACKUP_DIR": str(backups), "DATABASE_URL": "postgresql://u:p@h/db"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    managed = script("backup.sh", BACKUP_DIR=str(backups), DATABASE_URL="postgresql://u:p@h/db")
     assert managed.returncode == 2, managed.stderr
     assert "outside this stack" in managed.stderr
     assert psql("SELECT count(*) FROM items WHERE sku LIKE 'backup-%'") == "3"
