@@ -25,8 +25,16 @@ help: ## list the targets
 docker:
 	@if [ -n "$(DOCKER_SETUP)" ]; then "$(DOCKER_SETUP)"; fi
 
+# A missing .env becomes .env.example with a fresh random SECRET_KEY (the
+# example's placeholder is refused outside ENVIRONMENT=test), readable by you
+# only. An existing .env is left alone.
 env:
-	@[ -f .env ] || { cp .env.example .env; echo "created .env from .env.example"; }
+	@[ -f .env ] || { \
+		key=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))' || openssl rand -base64 48 | tr -d '\n/+=') \
+		&& [ -n "$$key" ] \
+		&& (umask 077; sed "s|^SECRET_KEY=.*|SECRET_KEY=$$key|" .env.example > .env.new) \
+		&& mv .env.new .env \
+		&& echo "created .env from .env.example with a fresh random SECRET_KEY"; }
 
 uv:
 	@command -v uv >/dev/null || python3 -m pip install --quiet "uv==0.13.9"

@@ -13,12 +13,12 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.principals import Principal, PrincipalCache, TokenCache
-from core.db import transaction
+from core.db import after_commit, transaction
 from core.errors import Forbidden, NotAuthenticated
 from core.models import User
-from core.security import verify_access_token
+from core.security import TokenClaims, verify_access_token
 from core.settings import Settings
-from core.users import service as users
+from core.users import sessions
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
@@ -71,48 +71,77 @@ ProducerDep = Annotated[Celery, Depends(get_producer)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 
 
-def token_subject(request: Request, token: str | None) -> UUID:
-    """The user id a bearer token names; :class:`NotAuthenticated` without a
-    valid one. A token's signature is checked once per process (TokenCache)."""
+def token_claims(request: Request, token: str | None) -> TokenClaims:
+    """The claims of a valid bearer token; :class:`NotAuthenticated` without
+    one. A token's signature is checked once per process (TokenCache); whether
+    its session is still live is the callers' question."""
     if not token:
         raise NotAuthenticated
     secret = request.app.state.settings.app.secret_key
     tokens: TokenCache = request.app.state.tokens
-    user_id = tokens.subject(token, lambda t: verify_access_token(t, secret=secret))
-    if user_id is None:
+    claims = tokens.claims(token, lambda t: verify_access_token(t, secret=secret))
+    if claims is None:
         raise NotAuthenticated
-    return user_id
+    return claims
 
 
-async def get_current_user(
-    request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
-    """The active user the bearer token names: 401 without a valid token, 403
-    for a deactivated account."""
-    return await users.get_active(session, token_subject(request, token))
+Token = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+async def get_current_user(request: Request, session: SessionDep, token: Token) -> User:
+    """The active user the bearer token names, checked afresh: 401 without a
+    valid token or when its session was revoked, 403 for a deactivated account."""
+    return await sessions.authorize(session, token_claims(request, token))
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_principal(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> Principal:
-    """The caller of a resource route: like :func:`get_current_user`, but an
-    active account found recently is taken from this process's cache
+async def get_principal(request: Request, token: Token) -> Principal:
+    """The caller of a resource route: like :func:`get_current_user`, but a
+    live session found recently is taken from this process's cache
     (api/principals.py) instead of the database."""
-    user_id = token_subject(request, token)
+    claims = token_claims(request, token)
     cache: PrincipalCache = request.app.state.principals
-    principal = cache.get(user_id)
+    principal = cache.get(claims.session_id)
     if principal is None:
         async with request.app.state.read_sessionmaker() as session:
-            user = await users.get_active(session, user_id)
-        principal = Principal(user.id, user.is_superuser)
+            user = await sessions.authorize(session, claims)
+        principal = Principal(user.id, user.is_superuser, claims.session_id)
         cache.put(principal)
     return principal
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_client_address(request: Request) -> str:
+    """The client's address (api/proxy.py made it the forwarded one when a
+    trusted proxy connected)."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(get_client_address)]
+
+
+def forget_sessions(
+    request: Request,
+    session: AsyncSession,
+    *,
+    session_id: UUID | None = None,
+    user_id: UUID | None = None,
+) -> None:
+    """Make this process refuse sessions the request revokes at once (other
+    processes follow within AUTH_CACHE_SECONDS): dropped from the cache now,
+    and again after the commit, in case a concurrent request cached them
+    from the database before the revocation was visible."""
+    cache: PrincipalCache = request.app.state.principals
+    cache.forget(session_id=session_id, user_id=user_id)
+
+    async def again() -> None:
+        cache.forget(session_id=session_id, user_id=user_id)
+
+    after_commit(session, again)
 
 
 async def get_superuser(user: CurrentUser) -> User:

@@ -34,8 +34,8 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = _settings.app.log_level.lower()
-# Trust X-Forwarded-* only from these addresses (the reverse proxy).
-forwarded_allow_ips = _settings.web.forwarded_allow_ips
+# X-Forwarded-* are read by the app from FORWARDED_ALLOW_IPS's proxies only
+# (api/proxy.py); gunicorn and uvicorn leave them alone (api/serving.py).
 # The heartbeat file gunicorn touches per worker: tmpfs, never a slow disk.
 worker_tmp_dir = "/dev/shm"  # noqa: S108 (a tmpfs, not a shared temp dir)
 # No runtime control socket: nothing uses it, and the filesystem may be read-only.

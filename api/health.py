@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -12,6 +14,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from core.migrations import current_revisions
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -38,45 +42,56 @@ async def live() -> Live:
     return Live()
 
 
-async def _check(probe: Awaitable[str]) -> str:
+@dataclass(frozen=True)
+class _Outcome:
+    """One check's result: ``state`` is what production shows (``ok`` or a
+    fixed word), ``detail`` what developers see and the log records."""
+
+    state: str
+    detail: str
+
+
+_OK = _Outcome("ok", "ok")
+
+
+async def _check(probe: Awaitable[_Outcome]) -> _Outcome:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
             return await probe
     except TimeoutError:
-        return f"error: no answer within {CHECK_TIMEOUT_SECONDS:g}s"
+        return _Outcome("timeout", f"error: no answer within {CHECK_TIMEOUT_SECONDS:g}s")
     except Exception as exc:  # any failure of a dependency is a failed check
-        return f"error: {type(exc).__name__}: {exc}"
+        return _Outcome("error", f"error: {type(exc).__name__}: {exc}")
 
 
-async def _database_and_migrations(request: Request) -> tuple[str, str]:
-    async def probe() -> str:
+async def _database_and_migrations(request: Request) -> tuple[_Outcome, _Outcome]:
+    async def probe() -> _Outcome:
         async with request.app.state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
             current = await current_revisions(connection)
         expected: set[str] = request.app.state.head_revisions
         known: set[str] = request.app.state.known_revisions
         if current == expected:
-            return "ok"
+            return _OK
         if current - known:
             # A revision this code has never seen: a newer release migrated
             # while this one still serves (a rolling update). Migrations are
             # additive first, so this code keeps working: stay in rotation.
-            return "ok"
+            return _OK
         found = sorted(current) or "no revision"
-        return f"error: database at {found}, code expects {sorted(expected)}"
+        return _Outcome("behind", f"error: database at {found}, code expects {sorted(expected)}")
 
     outcome = await _check(probe())
-    if outcome == "ok":
-        return "ok", "ok"
-    if outcome.startswith("error: database at"):
-        return "ok", outcome
-    return outcome, "error: unknown (database unavailable)"
+    if outcome.state in ("ok", "behind"):
+        # The database answered; the outcome is the schema's.
+        return _OK, outcome
+    return outcome, _Outcome("unknown", "error: unknown (database unavailable)")
 
 
-async def _redis(request: Request) -> str:
-    async def probe() -> str:
+async def _redis(request: Request) -> _Outcome:
+    async def probe() -> _Outcome:
         await request.app.state.redis.ping()
-        return "ok"
+        return _OK
 
     return await _check(probe())
 
@@ -87,11 +102,27 @@ async def _redis(request: Request) -> str:
     responses={503: {"model": Ready, "description": "A dependency is unavailable"}},
 )
 async def ready(request: Request) -> JSONResponse:
-    """Database answers ``SELECT 1``, Redis answers ``PING``, schema is at head."""
+    """Database answers ``SELECT 1``, Redis answers ``PING``, schema is at head.
+
+    Each check is ``ok`` or, when it failed, in production one fixed word:
+    ``error`` (the dependency raised), ``timeout`` (no answer within
+    CHECK_TIMEOUT_SECONDS); for ``migrations`` also ``behind`` (the schema is
+    at an older revision than the code) or ``unknown`` (the database did not
+    answer). Outside production a failed check holds the error's text (the
+    exception, or the revisions found and expected). Either way ``failed``
+    names the failed checks, the answer is 503, and each failure is logged
+    once, with its details, at WARNING.
+    """
     (database, migrations), redis = await asyncio.gather(
         _database_and_migrations(request), _redis(request)
     )
-    checks = {"database": database, "redis": redis, "migrations": migrations}
-    failed = [name for name, state in checks.items() if state != "ok"]
+    outcomes = {"database": database, "redis": redis, "migrations": migrations}
+    failed = [name for name, outcome in outcomes.items() if outcome.state != "ok"]
+    for name in failed:
+        log.warning("readiness check %s failed: %s", name, outcomes[name].detail)
+    production = request.app.state.settings.app.environment == "production"
+    checks = {
+        name: outcome.state if production else outcome.detail for name, outcome in outcomes.items()
+    }
     body = Ready(status="unavailable" if failed else "ok", checks=checks, failed=failed)
     return JSONResponse(status_code=503 if failed else 200, content=body.model_dump())

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from api import auth, errors, health, items, jobs, metrics, users
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.principals import PrincipalCache, TokenCache
+from api.proxy import ForwardedClient
 from api.request_context import RequestContext
 from core.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from core.logging import configure_logging
@@ -117,6 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: the request id, the access log and the metrics cover
     # everything above, rejections included.
     app.add_middleware(RequestContext)
+    # Around all of it: the client's address behind our proxies, before the
+    # access log and the throttles read it.
+    app.add_middleware(ForwardedClient, trusted=settings.web.forwarded_allow_ips)
     return app
 
 

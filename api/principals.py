@@ -1,16 +1,17 @@
 """Who is calling, without a database round trip (or a signature check) on
 every request.
 
-Resource routes (items, jobs) only need the caller's id and the fact that the
-account is active. After one lookup, each process keeps that answer for
-AUTH_CACHE_SECONDS: a deactivated account is refused by every process within
-that time (its token stays valid until it expires anyway). Routes that show or
-change the user (``/users/me``) always read it afresh. AUTH_CACHE_SECONDS=0
-turns the cache off.
+Resource routes (items, jobs) only need the caller's id and the fact that
+their auth session is live and the account active. After one lookup, each
+process keeps that answer for AUTH_CACHE_SECONDS: a revocation (logout, a
+password change, a deactivation) made by another process is honoured here
+within that time; the process that made it forgets the entries at once.
+Routes that show or change the user (``/users/me``) always check afresh.
+AUTH_CACHE_SECONDS=0 turns the cache off.
 
 A token's signature is checked once per process: :class:`TokenCache` keeps the
-subject and expiry of tokens already verified, and a cached token is still
-refused from the second it expires.
+claims of tokens already verified, and a cached token is still refused from
+the second it expires.
 """
 
 from __future__ import annotations
@@ -21,17 +22,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
+from core.security import TokenClaims
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An active user, as far as authorization needs to know."""
+    """An active user in a live auth session, as far as authorization needs
+    to know."""
 
     id: UUID
     is_superuser: bool
+    session_id: UUID
 
 
 class PrincipalCache:
-    """Principals by user id, each kept for ``ttl`` seconds; at most
+    """Principals by auth session id, each kept for ``ttl`` seconds; at most
     ``max_entries`` (the least recently used go first)."""
 
     def __init__(
@@ -46,34 +51,39 @@ class PrincipalCache:
         self.clock = clock
         self._entries: OrderedDict[UUID, tuple[float, Principal]] = OrderedDict()
 
-    def get(self, user_id: UUID) -> Principal | None:
-        """The principal while it is fresh, else None."""
-        entry = self._entries.get(user_id)
+    def get(self, session_id: UUID) -> Principal | None:
+        """The principal of a session while it is fresh, else None."""
+        entry = self._entries.get(session_id)
         if entry is None:
             return None
         expires, principal = entry
         if self.clock() >= expires:
-            del self._entries[user_id]
+            del self._entries[session_id]
             return None
-        self._entries.move_to_end(user_id)
+        self._entries.move_to_end(session_id)
         return principal
 
     def put(self, principal: Principal) -> None:
         """Remember an active user's principal (a no-op when the TTL is 0)."""
         if self.ttl <= 0:
             return
-        self._entries[principal.id] = (self.clock() + self.ttl, principal)
-        self._entries.move_to_end(principal.id)
+        self._entries[principal.session_id] = (self.clock() + self.ttl, principal)
+        self._entries.move_to_end(principal.session_id)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    def forget(self, user_id: UUID) -> None:
-        """Drop a user (after a change this process made to the account)."""
-        self._entries.pop(user_id, None)
+    def forget(self, *, session_id: UUID | None = None, user_id: UUID | None = None) -> None:
+        """Drop one session, or every session of a user (after this process
+        revoked them), so that this process refuses their tokens at once."""
+        if session_id is not None:
+            self._entries.pop(session_id, None)
+        if user_id is not None:
+            for key in [k for k, (_, p) in self._entries.items() if p.id == user_id]:
+                del self._entries[key]
 
 
 class TokenCache:
-    """Verified tokens: subject and expiry by token, at most ``max_entries``
+    """Verified tokens: their claims by token, at most ``max_entries``
     (the least recently used go first). Only valid tokens get in."""
 
     def __init__(
@@ -81,12 +91,10 @@ class TokenCache:
     ) -> None:
         self.max_entries = max_entries
         self.clock = clock
-        self._entries: OrderedDict[str, tuple[UUID, float]] = OrderedDict()
+        self._entries: OrderedDict[str, TokenClaims] = OrderedDict()
 
-    def subject(
-        self, token: str, verify: Callable[[str], tuple[UUID, float] | None]
-    ) -> UUID | None:
-        """The token's user id while it is unexpired; ``verify`` checks a token
+    def claims(self, token: str, verify: Callable[[str], TokenClaims | None]) -> TokenClaims | None:
+        """The token's claims while it is unexpired; ``verify`` checks a token
         not seen before (or seen expired)."""
         entry = self._entries.get(token)
         if entry is None:
@@ -96,9 +104,8 @@ class TokenCache:
             self._entries[token] = entry
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
-        user_id, expires = entry
-        if self.clock() >= expires:
+        if self.clock() >= entry.expires:
             del self._entries[token]
             return None
         self._entries.move_to_end(token)
-        return user_id
+        return entry

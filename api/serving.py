@@ -26,10 +26,13 @@ class GunicornLogger(Logger):  # type: ignore[misc]  # gunicorn is untyped
 
 
 class Worker(UvicornWorker):  # type: ignore[misc]  # so is uvicorn-worker
-    """uvicorn without its Server header (the proxy sends its own). Its access
-    log is off too: see core.logging."""
+    """uvicorn without its Server header (the proxy sends its own) and without
+    its proxy-header handling. Its access log is off too: see core.logging."""
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         **UvicornWorker.CONFIG_KWARGS,
         "server_header": False,
+        # The app reads X-Forwarded-* itself (api/proxy.py): uvicorn's "*"
+        # would believe the left-most, client-written address.
+        "proxy_headers": False,
     }

@@ -11,7 +11,8 @@
 # BENCH_THREADS (2) and BENCH_WARMUP (5s).
 #
 # The stack runs as its own compose project (appstack-bench) with the settings
-# of .env.example on 127.0.0.1:${BENCH_API_PORT:-18100}, the ceiling
+# of .env.example (and a fresh random SECRET_KEY, in bench/.env.bench) on
+# 127.0.0.1:${BENCH_API_PORT:-18100}, the ceiling
 # (bench/ceiling.py, bench/compose.ceiling.yml) on ${BENCH_CEILING_PORT:-18101};
 # it is torn down afterwards. Results are merged into
 # bench/results/latest.json and printed by bench/report.py.
@@ -35,8 +36,14 @@ if [ -z "${PYTHON_IMAGE:-}" ] && [ -f ../shared/docker/images.env ]; then
   set -a; . ../shared/docker/images.env; set +a
 fi
 
+# .env.example with a fresh random SECRET_KEY (its placeholder is refused
+# outside ENVIRONMENT=test).
+secret_key=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+rm -f bench/.env.bench
+(umask 077; sed "s|^SECRET_KEY=.*|SECRET_KEY=${secret_key}|" .env.example > bench/.env.bench)
+
 export COMPOSE_PROJECT_NAME="${BENCH_PROJECT:-appstack-bench}"
-export APP_ENV_FILE=.env.example
+export APP_ENV_FILE=bench/.env.bench
 export COMPOSE_ENV_FILES=.env.example
 export APP_IMAGE="${BENCH_APP_IMAGE:-appstack:bench}"
 export API_PORT="${BENCH_API_PORT:-18100}"

@@ -77,6 +77,17 @@ class TooManyRequests(AppError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(AppError):
+    """A backing service failed, or the process is saturated: retry later."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(AppError):
     """An upload larger than the configured limit."""
 

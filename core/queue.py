@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 TASK_RUN_JOB = "jobs.run"
 TASK_RELAY = "jobs.relay"
+TASK_SESSION_CLEANUP = "users.cleanup_sessions"
+# Expired logins (auth sessions, refresh tokens) are deleted this often.
+SESSION_CLEANUP_INTERVAL_SECONDS = 3600
 JOB_QUEUE = "jobs"
 # The relay has its own queue, so that it never waits behind a backlog of
 # queued jobs. It still needs a free worker process: while every process runs
@@ -64,7 +67,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": TASK_TIME_LIMIT_SECONDS,
         "task_soft_time_limit": TASK_TIME_LIMIT_SECONDS - 60,
         "task_default_queue": JOB_QUEUE,
-        "task_routes": {TASK_RELAY: {"queue": MAINTENANCE_QUEUE}},
+        "task_routes": {
+            TASK_RELAY: {"queue": MAINTENANCE_QUEUE},
+            TASK_SESSION_CLEANUP: {"queue": MAINTENANCE_QUEUE},
+        },
         # Every few seconds the scheduler asks a worker to run the relay. A
         # relay message older than two intervals is dropped: a newer one exists.
         "beat_schedule": {
@@ -72,7 +78,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": TASK_RELAY,
                 "schedule": settings.jobs.relay_interval_seconds,
                 "options": {"expires": 2 * settings.jobs.relay_interval_seconds},
-            }
+            },
+            "session-cleanup": {
+                "task": TASK_SESSION_CLEANUP,
+                "schedule": SESSION_CLEANUP_INTERVAL_SECONDS,
+                "options": {"expires": SESSION_CLEANUP_INTERVAL_SECONDS},
+            },
         },
         "task_serializer": "json",
         "accept_content": ["json"],

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple, TypeVar
 from uuid import UUID
 
 import anyio
@@ -11,59 +12,76 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from core.errors import ServiceUnavailable
+
 ALGORITHM = "HS256"
+T = TypeVar("T")
 
 _hasher = PasswordHash((Argon2Hasher(),))
 # Verified against when the email is unknown, so that a miss costs as much as
 # a wrong password and response times do not reveal which accounts exist.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-but-the-same-work")
 
+# Each Argon2 computation takes 64 MiB (pwdlib's memory cost) and tens of
+# milliseconds of a core. One at a time per process bounds a burst of logins
+# or registrations to 64 MiB a process (5 gunicorn workers: 320 MiB); more at
+# once would not finish sooner on a few cores anyway. Computations wait for
+# their turn on this limiter without holding a thread, so a burst never
+# starves the thread pool the rest of the API uses; with HASH_MAX_WAITING
+# already waiting, a request is refused (503) instead of queueing for seconds.
+HASH_CONCURRENCY = 1
+HASH_MAX_WAITING = 64
+_limiter = anyio.CapacityLimiter(HASH_CONCURRENCY)
 
-# Each Argon2 computation takes 64 MiB (pwdlib's memory cost). One at a time
-# per process bounds a burst of logins to 64 MiB a process (5 gunicorn workers:
-# 320 MiB), well inside an api container's memory limit; more at once would
-# not finish sooner on a few cores anyway.
-_ONE_AT_A_TIME = threading.Lock()
 
-
-def _hash(password: str) -> str:
-    with _ONE_AT_A_TIME:
-        return _hasher.hash(password)
-
-
-def _verify(password: str, hashed: str) -> bool:
-    with _ONE_AT_A_TIME:
-        return _hasher.verify(password, hashed)
+async def _argon2(fn: Callable[..., T], *args: str) -> T:
+    if _limiter.statistics().tasks_waiting >= HASH_MAX_WAITING:
+        raise ServiceUnavailable("too many password checks at once; retry shortly", retry_after=1)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=_limiter)
 
 
 async def hash_password(password: str) -> str:
-    """Argon2id hash, computed in a thread: hashing takes tens of milliseconds
-    and would otherwise stall every other request on this event loop."""
-    return await anyio.to_thread.run_sync(_hash, password)
+    """Argon2id hash, computed in a thread (tens of milliseconds that would
+    otherwise stall every other request on this event loop)."""
+    return await _argon2(_hasher.hash, password)
 
 
 async def verify_password(password: str, hashed: str | None) -> bool:
     """True when ``password`` matches ``hashed``; ``None`` burns the same time."""
     target = hashed if hashed is not None else _DUMMY_HASH
-    ok = await anyio.to_thread.run_sync(_verify, password, target)
+    ok = await _argon2(_hasher.verify, password, target)
     return ok and hashed is not None
 
 
-def create_access_token(user_id: UUID, *, secret: str, expires_in: timedelta) -> str:
-    """A signed token naming the user, with ``iat`` and ``exp``."""
+class TokenClaims(NamedTuple):
+    """What a valid access token says: who, from which auth session, until when."""
+
+    user_id: UUID
+    session_id: UUID
+    expires: float  # Unix time
+
+
+def create_access_token(
+    user_id: UUID, session_id: UUID, *, secret: str, expires_in: timedelta
+) -> str:
+    """A signed token naming the user and the auth session it was issued
+    from (``sid``), with ``iat`` and ``exp``."""
     now = datetime.now(UTC)
-    claims = {"sub": str(user_id), "iat": now, "exp": now + expires_in}
+    claims = {"sub": str(user_id), "sid": str(session_id), "iat": now, "exp": now + expires_in}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_access_token(token: str, *, secret: str) -> tuple[UUID, float] | None:
-    """The user id and the expiry (a Unix time) of a valid token, else None
-    (bad signature, expired, another algorithm, ``alg: none``, missing claims,
-    malformed)."""
+def verify_access_token(token: str, *, secret: str) -> TokenClaims | None:
+    """The claims of a valid token, else None (bad signature, expired, another
+    algorithm, ``alg: none``, missing claims (a token without ``sid`` could
+    never be revoked), malformed)."""
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "sub"]}
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "iat", "sub", "sid"]},
         )
-        return UUID(claims["sub"]), float(claims["exp"])
-    except (jwt.PyJWTError, ValueError, TypeError):
+        return TokenClaims(UUID(claims["sub"]), UUID(claims["sid"]), float(claims["exp"]))
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
         return None

@@ -7,6 +7,7 @@ variable (see :func:`load_settings_or_exit`), never with a driver traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from functools import lru_cache
 from typing import Any, Literal
@@ -98,7 +99,8 @@ class _Base(BaseSettings):
     model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
 
 
-# The development default: long enough for HS256, refused in production.
+# The default when SECRET_KEY is unset, and .env.example's value: published,
+# so refused everywhere but ENVIRONMENT=test (`make env` writes a random one).
 DEV_SECRET_KEY = "changethis-development-only-secret-key"  # noqa: S105 (a known placeholder)
 
 
@@ -132,15 +134,28 @@ class AppSettings(_Base):
 
 
 class AuthSettings(_Base):
-    """Tokens, login throttling and the first superuser."""
+    """Tokens, throttling of logins and registrations, the first superuser."""
 
-    access_token_expire_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
-    # Seconds each api process trusts its last lookup of an active account
-    # (api/principals.py); 0 looks the account up on every request.
-    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
-    login_max_failures: int = Field(default=10, ge=1)
-    login_max_failures_per_ip: int = Field(default=10, ge=1)
-    login_window_seconds: int = Field(default=60, ge=1)
+    # Access tokens are short-lived: a stolen one is useful for minutes. The
+    # refresh token (rotated on every use) keeps a client logged in.
+    access_token_expire_minutes: int = Field(default=15, ge=1, le=60)
+    refresh_token_expire_days: int = Field(default=14, ge=1, le=90)
+    # Seconds each api process trusts its last check that a token's auth
+    # session is live and its account active (api/principals.py); 0 checks the
+    # database on every request. Revocations reach other processes within it.
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    # Password checks (login, PATCH /users/me) allowed to fail within the
+    # window, per email from one client address and per client address; the
+    # next attempt answers 429. Failures for one email from every address
+    # together only slow that email's logins down (by up to
+    # LOGIN_MAX_DELAY_SECONDS), never refuse them: no one can lock a victim out.
+    login_max_failures: int = Field(default=10, ge=1, le=10_000)
+    login_max_failures_per_ip: int = Field(default=30, ge=1, le=100_000)
+    login_window_seconds: int = Field(default=300, ge=1, le=86_400)
+    login_max_delay_seconds: float = Field(default=3.0, ge=0, le=30)
+    # Registrations accepted per client address within the window (429 beyond).
+    register_max_per_ip: int = Field(default=20, ge=1, le=100_000)
+    register_window_seconds: int = Field(default=3600, ge=1, le=86_400 * 7)
     first_superuser_email: str | None = None
     first_superuser_password: str | None = Field(default=None, min_length=8, max_length=128)
 
@@ -237,8 +252,26 @@ class WebSettings(_Base):
 
     port: int = Field(default=8000, ge=1, le=65535)
     web_concurrency: int | None = Field(default=None, ge=1, le=256)
+    # Proxies whose X-Forwarded-For / -Proto are believed: addresses and
+    # networks, comma-separated, or * for "the connecting peer, whatever its
+    # address" (only where a proxy is the only way in). The client is the
+    # right-most forwarded address that is not a listed proxy (api/proxy.py).
     forwarded_allow_ips: str = "127.0.0.1"
     graceful_timeout: int = Field(default=20, ge=1)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for item in value.split(","):
+            item = item.strip()
+            if item and item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"has {item!r}, which is neither an address, a network nor *"
+                    ) from None
+        return value
 
 
 class JobSettings(_Base):
@@ -338,11 +371,15 @@ def load_settings() -> Settings:
         problems = production_problems(settings)
         if problems:
             raise SettingsError("refusing to start in production: " + "; ".join(problems))
+    elif settings.app.environment != "test" and settings.app.secret_key in PLACEHOLDER_SECRETS:
+        # Anyone can sign tokens with a published key, on a laptop too.
+        raise SettingsError(PLACEHOLDER_SECRET_KEY_FIX)
     return settings
 
 
-# Values shipped in .env.example and other well-known defaults: fine on a
-# laptop, never in production.
+# Values shipped in .env.example and other well-known defaults. As SECRET_KEY
+# (unset means DEV_SECRET_KEY) they are refused everywhere but in tests; as
+# database passwords they are fine on a laptop, never in production.
 PLACEHOLDER_SECRETS = frozenset(
     {
         DEV_SECRET_KEY,
@@ -357,6 +394,12 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 MIN_SECRET_KEY_BYTES = 32
+RANDOM_KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+# The one line a development stack with a placeholder SECRET_KEY stops with.
+PLACEHOLDER_SECRET_KEY_FIX = (
+    "SECRET_KEY is a published placeholder; put a random one in .env "
+    f"(make env writes one into a new .env; or: {RANDOM_KEY_COMMAND})"
+)
 
 
 def production_problems(settings: Settings) -> list[str]:
@@ -364,7 +407,9 @@ def production_problems(settings: Settings) -> list[str]:
     problems = []
     key = settings.app.secret_key
     if key in PLACEHOLDER_SECRETS:
-        problems.append("SECRET_KEY is a placeholder; generate a random one")
+        problems.append(
+            f"SECRET_KEY is a placeholder; generate a random one ({RANDOM_KEY_COMMAND})"
+        )
     elif len(key.encode()) < MIN_SECRET_KEY_BYTES:
         problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes")
     if urlsplit(settings.db.database_url).password in PLACEHOLDER_SECRETS | {None}:

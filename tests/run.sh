@@ -12,7 +12,8 @@
 #
 # `tests/run.sh faults` (`make test-faults`) runs only steps 3 and 4's fault
 # tests. The stack runs as its own compose project (appstack-test) with the
-# settings of .env.example plus the short job timings of tests/jobs-fast.env,
+# settings of .env.example (with a fresh random SECRET_KEY) plus the short job
+# timings of tests/jobs-fast.env,
 # so neither a running development stack nor a local .env is touched. Extra
 # arguments go to the in-container pytest run.
 set -euo pipefail
@@ -30,7 +31,11 @@ if [ "${1:-}" = faults ]; then
     shift
 fi
 
-cat .env.example tests/jobs-fast.env > tests/.env.test
+# .env.example with a fresh random SECRET_KEY (its placeholder is refused
+# outside ENVIRONMENT=test, which only the test container runs with).
+secret_key=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+rm -f tests/.env.test
+(umask 077; sed "s|^SECRET_KEY=.*|SECRET_KEY=${secret_key}|" .env.example | cat - tests/jobs-fast.env > tests/.env.test)
 export COMPOSE_PROJECT_NAME="${TEST_PROJECT:-appstack-test}"
 export APP_ENV_FILE=tests/.env.test
 export COMPOSE_ENV_FILES=.env.example

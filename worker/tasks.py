@@ -7,11 +7,14 @@ from typing import Any
 from uuid import UUID
 
 from celery import Task
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import logging as logs
+from core.db import transaction
 from core.jobs import service
-from core.queue import REQUEST_ID_HEADER, TASK_RELAY, TASK_RUN_JOB
+from core.queue import REQUEST_ID_HEADER, TASK_RELAY, TASK_RUN_JOB, TASK_SESSION_CLEANUP
 from core.settings import get_settings
+from core.users import sessions
 from worker.app import app
 from worker.runner import run
 
@@ -53,3 +56,20 @@ def relay() -> dict[str, int]:
         "resent": len(report.resent),
         "sent": report.sent,
     }
+
+
+@app.task(name=TASK_SESSION_CLEANUP)
+def cleanup_sessions() -> dict[str, int]:
+    """Delete logins (auth sessions) and refresh tokens expired for over a
+    day. The scheduler sends this hourly."""
+
+    async def clean(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+        async with sessionmaker() as session, transaction(session):
+            return await sessions.cleanup(session)
+
+    deleted_sessions, deleted_tokens = run(clean)
+    log.info(
+        "deleted %d expired sessions, %d expired refresh tokens",
+        *(deleted_sessions, deleted_tokens),
+    )
+    return {"sessions": deleted_sessions, "refresh_tokens": deleted_tokens}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -71,15 +72,16 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(raw, asyncpg.ConnectionDoesNotExistError | ConnectionError)
 
 
-async def _ping(session: AsyncSession, ctx: JobContext) -> Output:
-    """The smallest real job: proves the worker reads and writes Postgres."""
-    return Output(
-        result={
-            "pong": ctx.job.payload.get("message", "pong"),
-            "worker": socket.gethostname(),
-            "pid": os.getpid(),
-        }
-    )
+async def _ping(session: AsyncSession, ctx: JobContext, *, identify: bool = False) -> Output:
+    """The smallest real job: proves the worker reads and writes Postgres.
+
+    With ``identify`` (outside production, see :func:`handlers`) the result
+    also names the host and process that ran it; by default it names
+    neither, so that no user learns the workers' identities."""
+    result: dict[str, Any] = {"pong": ctx.job.payload.get("message", "pong")}
+    if identify:
+        result |= {"worker": socket.gethostname(), "pid": os.getpid()}
+    return Output(result=result)
 
 
 async def _crash(session: AsyncSession, ctx: JobContext) -> Output:
@@ -106,7 +108,9 @@ def handlers(environment: str) -> Mapping[str, Handler]:
     """The handlers a worker in ``environment`` runs."""
     if environment == "production":
         return HANDLERS
-    return {**HANDLERS, **DEBUG_HANDLERS}
+    # Pings tell which worker process ran them (tests check that every
+    # process takes work); never in production.
+    return {**HANDLERS, PING: functools.partial(_ping, identify=True), **DEBUG_HANDLERS}
 
 
 async def enqueue(

@@ -1,8 +1,9 @@
 """All models, imported here so that ``Base.metadata`` knows every table."""
 
+from core.models.auth_session import AuthSession, RefreshToken
 from core.models.base import Base
 from core.models.item import Item
 from core.models.job import Job, JobStatus
 from core.models.user import User
 
-__all__ = ["Base", "Item", "Job", "JobStatus", "User"]
+__all__ = ["AuthSession", "Base", "Item", "Job", "JobStatus", "RefreshToken", "User"]

@@ -1,5 +1,10 @@
 """``python -m core.users.seed``: create the first superuser from
-FIRST_SUPERUSER_EMAIL / FIRST_SUPERUSER_PASSWORD. Idempotent."""
+FIRST_SUPERUSER_EMAIL / FIRST_SUPERUSER_PASSWORD. Idempotent.
+
+Exits 1, with one line in the log, when that email belongs to an account that
+is not a superuser: someone registered it first, and promoting their account
+would hand them the service.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import asyncio
 import logging
 
 from core.db import create_engine, create_sessionmaker, transaction
+from core.errors import Conflict
 from core.settings import Settings, load_settings_or_exit
 from core.users.service import ensure_superuser
 
@@ -14,7 +20,11 @@ log = logging.getLogger("seed")
 
 
 async def seed(settings: Settings) -> bool | None:
-    """Create the superuser if configured; None when the variables are unset."""
+    """Create the superuser if configured; None when the variables are unset.
+
+    Raises ``SystemExit(1)`` after logging one line when the email belongs to
+    an account that is not a superuser (the ``migrate`` service then fails too).
+    """
     email, password = settings.auth.first_superuser_email, settings.auth.first_superuser_password
     if not email or not password:
         return None
@@ -22,6 +32,13 @@ async def seed(settings: Settings) -> bool | None:
     try:
         async with create_sessionmaker(engine)() as session, transaction(session):
             created = await ensure_superuser(session, email=email, password=password)
+    except Conflict:
+        log.error(
+            "FIRST_SUPERUSER_EMAIL %s belongs to an account that is not a superuser; "
+            "refusing (promote it by hand or choose another email)",
+            email,
+        )
+        raise SystemExit(1) from None
     finally:
         await engine.dispose()
     log.info("superuser %s %s", email, "created" if created else "already exists")

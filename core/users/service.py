@@ -9,10 +9,10 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import save_unique
-from core.errors import Conflict, InactiveUser, InvalidCredentials, NotAuthenticated
+from core.errors import Conflict, InvalidCredentials, NotFound
 from core.models import User
 from core.security import hash_password, verify_password
-from core.users import repository
+from core.users import repository, sessions
 
 
 def normalize_email(email: str) -> str:
@@ -50,31 +50,34 @@ async def authenticate(session: AsyncSession, *, email: str, password: str) -> U
     return user
 
 
-async def get_active(session: AsyncSession, user_id: UUID) -> User:
-    """The user a token names: :class:`NotAuthenticated` when it no longer
-    exists, :class:`InactiveUser` when it is deactivated."""
-    user = await repository.get(session, user_id)
-    if user is None:
-        raise NotAuthenticated
-    if not user.is_active:
-        raise InactiveUser
+async def update_profile(session: AsyncSession, user: User, *, changes: dict[str, object]) -> User:
+    """Apply ``full_name`` (the only field a profile update sets directly)."""
+    if "full_name" in changes:
+        user.full_name = changes["full_name"]  # type: ignore[assignment]
+    await session.flush()
+    await session.refresh(user)
     return user
 
 
-async def update_profile(
-    session: AsyncSession,
-    user: User,
-    *,
-    changes: dict[str, object],
-) -> User:
-    """Apply ``full_name`` and, with the right ``current_password``, ``password``."""
-    if "full_name" in changes:
-        user.full_name = changes["full_name"]  # type: ignore[assignment]
-    if changes.get("password") is not None:
-        current = changes.get("current_password")
-        if not isinstance(current, str) or not await verify_password(current, user.hashed_password):
-            raise InvalidCredentials
-        user.hashed_password = await hash_password(str(changes["password"]))
+async def change_password(session: AsyncSession, user: User, *, current: str, new: str) -> None:
+    """Set a new password when ``current`` is right (:class:`InvalidCredentials`
+    otherwise) and end every login of the user: a password is changed because
+    it may be known to someone else, whose tokens must stop working too."""
+    if not await verify_password(current, user.hashed_password):
+        raise InvalidCredentials
+    user.hashed_password = await hash_password(new)
+    await sessions.revoke_all(session, user.id, "password_change")
+
+
+async def set_active(session: AsyncSession, user_id: UUID, *, active: bool) -> User:
+    """Activate or deactivate an account (:class:`NotFound` when unknown);
+    deactivating ends every login of the user."""
+    user = await repository.get(session, user_id)
+    if user is None:
+        raise NotFound("user not found")
+    user.is_active = active
+    if not active:
+        await sessions.revoke_all(session, user.id, "deactivated")
     await session.flush()
     await session.refresh(user)
     return user
@@ -85,9 +88,15 @@ page = repository.page
 
 
 async def ensure_superuser(session: AsyncSession, *, email: str, password: str) -> bool:
-    """Create the superuser unless the email exists; True when created."""
+    """Create the superuser unless it exists; True when created, False when a
+    superuser already has the email. :class:`Conflict` when the email belongs
+    to an account that is not a superuser (someone registered it first): it
+    is never promoted behind the operator's back."""
     email = normalize_email(email)
-    if await repository.get_by_email(session, email) is not None:
+    existing = await repository.get_by_email(session, email)
+    if existing is not None:
+        if not existing.is_superuser:
+            raise Conflict(f"{email} belongs to an account that is not a superuser")
         return False
     session.add(User(email=email, hashed_password=await hash_password(password), is_superuser=True))
     await session.flush()

@@ -42,15 +42,17 @@ async def test_another_users_item_is_404_everywhere(client: httpx.AsyncClient) -
 
 
 def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
-    """Every operation under /api/v1 except registration and login, from the
-    OpenAPI schema, so that a new route is covered as soon as it exists."""
+    """Every operation under /api/v1 except registration, login and refresh
+    (which take no access token), from the OpenAPI schema, so that a new route
+    is covered as soon as it exists."""
+    public = {"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh"}
     routes: list[tuple[str, str]] = []
     for path, operations in app.openapi()["paths"].items():
-        if not path.startswith("/api/v1/") or path.startswith("/api/v1/auth/"):
+        if not path.startswith("/api/v1/") or path in public:
             continue
-        concrete = path.replace("{item_id}", str(uuid.uuid4())).replace(
-            "{job_id}", str(uuid.uuid4())
-        )
+        concrete = path
+        for name in ("{item_id}", "{job_id}", "{user_id}"):
+            concrete = concrete.replace(name, str(uuid.uuid4()))
         routes.extend((method.upper(), concrete) for method in operations)
     return routes
 
@@ -62,29 +64,38 @@ def b64(data: dict[str, object]) -> str:
 async def bad_tokens(client: httpx.AsyncClient, settings: Settings) -> dict[str, str]:
     user = await register(client)
     user_id = uuid.UUID(user["id"])
-    good = create_access_token(
-        user_id, secret=settings.app.secret_key, expires_in=timedelta(minutes=5)
-    )
+    key = settings.app.secret_key
+
+    def signed(claims: dict[str, object]) -> str:
+        return jwt.encode(claims, key, algorithm="HS256")
+
+    # A real login's token, to tamper with.
+    login = await token_headers(client, user["email"])
+    good = login["Authorization"].removeprefix("Bearer ")
     header, payload, signature = good.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    session_id = uuid.UUID(claims["sid"])
     now = datetime.now(UTC)
+    five = timedelta(minutes=5)
     return {
         "expired": create_access_token(
-            user_id, secret=settings.app.secret_key, expires_in=timedelta(seconds=-1)
+            user_id, session_id, secret=key, expires_in=timedelta(seconds=-1)
         ),
         "tampered": f"{header}.{b64({**claims, 'sub': str(uuid.uuid4())})}.{signature}",
         "alg-none": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
         "other-key": jwt.encode(
-            {"sub": str(user_id), "iat": now, "exp": now + timedelta(minutes=5)},
+            {**claims, "iat": now, "exp": now + five},
             "a-different-secret-key-of-enough-length!",
             algorithm="HS256",
         ),
-        "no-exp": jwt.encode(
-            {"sub": str(user_id), "iat": now}, settings.app.secret_key, algorithm="HS256"
+        "no-exp": signed({"sub": str(user_id), "sid": str(session_id), "iat": now}),
+        # Signed with the right key but naming no auth session: never revocable.
+        "no-sid": signed({"sub": str(user_id), "iat": now, "exp": now + five}),
+        "unknown-session": create_access_token(
+            user_id, uuid.uuid4(), secret=key, expires_in=five
         ),
-        "unknown-user": create_access_token(
-            uuid.uuid4(), secret=settings.app.secret_key, expires_in=timedelta(minutes=5)
-        ),
+        # Someone else's session under this user's id.
+        "unknown-user": create_access_token(uuid.uuid4(), session_id, secret=key, expires_in=five),
         "garbage": "not.a.token",
     }
 

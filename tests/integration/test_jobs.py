@@ -4,6 +4,9 @@ and the real broker (messages go to Redis db 1, which no worker consumes)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from uuid import UUID, uuid4
 
@@ -381,6 +384,37 @@ async def test_enqueue_refuses_unknown_kinds(
 def test_the_poison_kind_never_runs_in_production() -> None:
     assert service.CRASH not in service.handlers("production")
     assert service.CRASH in service.handlers("test")
+
+
+async def test_a_ping_names_its_worker_only_outside_production(
+    sessionmaker: async_sessionmaker[AsyncSession], owner: User, job_settings: JobSettings
+) -> None:
+    """In production a ping's result (which its owner reads) carries neither
+    the worker's hostname nor its pid; elsewhere it does (tests use them)."""
+    results = {}
+    for environment in ("production", "test"):
+        async with sessionmaker() as session, transaction(session):
+            job = await repository.create(
+                session, owner_id=owner.id, kind="ping", payload={"message": environment}
+            )
+        kinds = service.handlers(environment)
+        assert await service.run(sessionmaker, job.id, settings=job_settings, kinds=kinds) == (
+            "succeeded"
+        )
+        async with sessionmaker() as session:
+            stored = await service.get(session, owner.id, job.id)
+        assert stored.result is not None
+        results[environment] = stored.result
+
+    assert results["production"] == {"pong": "production"}
+    assert "worker" not in results["production"]
+    assert "pid" not in results["production"]
+    assert socket.gethostname() not in json.dumps(results["production"])
+    assert results["test"] == {
+        "pong": "test",
+        "worker": socket.gethostname(),
+        "pid": os.getpid(),
+    }
 
 
 async def _age(session: AsyncSession, job_id: UUID, **columns: str) -> None:

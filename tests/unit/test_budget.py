@@ -10,6 +10,8 @@ from core.settings import DatabaseSettings, Settings, load_settings
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    # As in the test container: elsewhere the default SECRET_KEY is refused.
+    monkeypatch.setenv("ENVIRONMENT", "test")
     monkeypatch.setenv("DB_POOL_SIZE", "5")
     monkeypatch.setenv("DB_MAX_OVERFLOW", "5")
     return load_settings()

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 import sys
 
 import pytest
 
-from core.settings import Settings, SettingsError, load_settings, normalize_database_url
+from core.settings import (
+    DEV_SECRET_KEY,
+    Settings,
+    SettingsError,
+    load_settings,
+    normalize_database_url,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +85,13 @@ def test_password_is_masked() -> None:
     assert url.masked() == "postgresql+asyncpg://user:***@db:5432/app"
 
 
+def random_key() -> str:
+    """A key like the one `make env` writes into a new .env."""
+    return secrets.token_urlsafe(48)
+
+
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", random_key())  # the one thing without a usable default
     settings = load_settings()
     assert settings.app.environment == "development"
     assert settings.web.port == 8000
@@ -108,6 +121,7 @@ def test_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_empty_values_mean_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", random_key())
     monkeypatch.setenv("WEB_CONCURRENCY", "")
     monkeypatch.setenv("PORT", "")
     settings = load_settings()
@@ -204,10 +218,16 @@ def test_production_accepts_real_secrets(monkeypatch: pytest.MonkeyPatch) -> Non
     assert load_settings().app.environment == "production"
 
 
+PRODUCTION_PLACEHOLDER_KEY = (
+    "SECRET_KEY is a placeholder; generate a random one "
+    "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+)
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"SECRET_KEY": "changethis"}, "SECRET_KEY is a placeholder"),
+        ({"SECRET_KEY": "changethis"}, PRODUCTION_PLACEHOLDER_KEY),
         ({"SECRET_KEY": "changethis-development-only-secret-key"}, "SECRET_KEY is a placeholder"),
         ({"SECRET_KEY": ""}, "SECRET_KEY is a placeholder"),  # empty means unset: the default
         ({"SECRET_KEY": "short-but-not-a-placeholder"}, "SECRET_KEY is shorter than 32 bytes"),
@@ -239,10 +259,100 @@ def test_missing_secret_key_in_production(monkeypatch: pytest.MonkeyPatch) -> No
         load_settings()
 
 
-def test_placeholders_are_fine_in_development(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SECRET_KEY", "changethis")
+def test_production_lists_every_problem_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    production(monkeypatch, DATABASE_URL="postgres://app:app@db/app", CORS_ORIGINS="*")
+    monkeypatch.delenv("SECRET_KEY")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == (
+        f"refusing to start in production: {PRODUCTION_PLACEHOLDER_KEY}; "
+        "DATABASE_URL has a missing or placeholder password; "
+        "CORS_ORIGINS allows '*'; list the allowed origins"
+    )
+
+
+def test_other_placeholders_are_fine_in_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", random_key())
+    monkeypatch.setenv("DATABASE_URL", "postgres://app:app@db:5432/app")
     monkeypatch.setenv("CORS_ORIGINS", "*")
     assert load_settings().http.cors_origin_list == ["*"]
+
+
+# The one line a stack with the published key stops with outside ENVIRONMENT=test.
+PLACEHOLDER_KEY_FIX = (
+    "SECRET_KEY is a published placeholder; put a random one in .env "
+    "(make env writes one into a new .env; "
+    "or: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+)
+
+
+@pytest.mark.parametrize("environment", ["development", None])
+@pytest.mark.parametrize("key", [DEV_SECRET_KEY, "changethis", "", None], ids=repr)
+def test_placeholder_key_is_refused_in_development(
+    monkeypatch: pytest.MonkeyPatch, environment: str | None, key: str | None
+) -> None:
+    """.env.example's key, another placeholder, an empty or an unset SECRET_KEY
+    (both mean the default: the placeholder), with ENVIRONMENT set or not."""
+    if environment is not None:
+        monkeypatch.setenv("ENVIRONMENT", environment)
+    if key is not None:
+        monkeypatch.setenv("SECRET_KEY", key)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == PLACEHOLDER_KEY_FIX
+
+
+@pytest.mark.parametrize("key", [DEV_SECRET_KEY, None], ids=["placeholder", "unset"])
+def test_placeholder_key_is_refused_in_production(
+    monkeypatch: pytest.MonkeyPatch, key: str | None
+) -> None:
+    production(monkeypatch)
+    if key is None:
+        monkeypatch.delenv("SECRET_KEY")
+    else:
+        monkeypatch.setenv("SECRET_KEY", key)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == f"refusing to start in production: {PRODUCTION_PLACEHOLDER_KEY}"
+
+
+@pytest.mark.parametrize("key", [DEV_SECRET_KEY, None], ids=["placeholder", "unset"])
+def test_placeholder_key_is_accepted_in_test(
+    monkeypatch: pytest.MonkeyPatch, key: str | None
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    if key is not None:
+        monkeypatch.setenv("SECRET_KEY", key)
+    assert load_settings().app.secret_key == DEV_SECRET_KEY
+
+
+def test_random_key_is_accepted_in_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = random_key()
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setenv("SECRET_KEY", key)
+    settings = load_settings()
+    assert settings.app.environment == "development"
+    assert settings.app.secret_key == key
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-c", "import api.main"],
+        ["-c", "import worker.app"],
+        ["-m", "migrate"],
+        ["-m", "gunicorn", "-c", "api/gunicorn.conf.py", "api.main:app"],
+    ],
+    ids=["api", "worker", "migrate", "gunicorn"],
+)
+def test_entry_points_refuse_the_placeholder_key_with_one_line(command: list[str]) -> None:
+    """No SECRET_KEY and no ENVIRONMENT: what `docker compose up` without a .env runs with."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": "."}
+    done = subprocess.run(
+        [sys.executable, *command], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"configuration error: {PLACEHOLDER_KEY_FIX}"]
 
 
 @pytest.mark.parametrize(
@@ -260,6 +370,6 @@ def test_api_and_worker_refuse_to_start_in_production_with_placeholders(command:
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "configuration error: refusing to start in production: SECRET_KEY is a placeholder; "
-        "generate a random one; DATABASE_URL has a missing or placeholder password"
+        f"configuration error: refusing to start in production: {PRODUCTION_PLACEHOLDER_KEY}; "
+        "DATABASE_URL has a missing or placeholder password"
     ]
