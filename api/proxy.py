@@ -13,6 +13,10 @@ trusts the peer only, never an address inside the header: the client is
 then the right-most entry, the one the platform's proxy appended, and a
 forged ``X-Forwarded-For: 1.2.3.4`` stays to the left of it, ignored.
 
+Addresses come out in one form, the peer's own included: an IPv4-mapped
+``::ffff:1.2.3.4`` (an IPv4 client of a dual-stack listener) is ``1.2.3.4``,
+never an IPv6 address whose /64 every IPv4 client would share.
+
 Done here rather than by uvicorn's ProxyHeadersMiddleware (turned off in
 api/serving.py), whose ``*`` takes the left-most entry: the one the client
 wrote.
@@ -67,6 +71,9 @@ class TrustedProxies:
     def client(self, peer: str, forwarded_for: str) -> str:
         """The client's address for a request from ``peer`` carrying this
         X-Forwarded-For: the right-most entry that is not a listed proxy."""
+        own = parse_address(peer)
+        if own is not None:
+            peer = own.compressed
         if not self.trusts_peer(peer):
             return peer
         hops = [parse_address(entry) for entry in forwarded_for.split(",") if entry.strip()]
@@ -93,17 +100,20 @@ class ForwardedClient:
         client = scope.get("client")
         if scope["type"] in {"http", "websocket"} and client:
             peer, port = client
-            if self.proxies.trusts_peer(peer):
-                forwarded: list[bytes] = []
-                proto = b""
+            trusted = self.proxies.trusts_peer(peer)
+            forwarded: list[bytes] = []
+            proto = b""
+            if trusted:
                 for name, value in scope["headers"]:
                     if name == b"x-forwarded-for":
                         forwarded.append(value)
                     elif name == b"x-forwarded-proto":
                         proto = value
-                joined = b",".join(forwarded).decode("latin-1")
-                scope = {**scope, "client": (self.proxies.client(peer, joined), port)}
-                scheme = proto.decode("latin-1").rsplit(",", 1)[-1].strip().lower()
-                if scope["type"] == "http" and scheme in {"http", "https"}:
-                    scope["scheme"] = scheme
+            # Untrusted, the peer's address only takes its canonical form.
+            address = self.proxies.client(peer, b",".join(forwarded).decode("latin-1"))
+            if trusted or address != peer:
+                scope = {**scope, "client": (address, port)}
+            scheme = proto.decode("latin-1").rsplit(",", 1)[-1].strip().lower()
+            if trusted and scope["type"] == "http" and scheme in {"http", "https"}:
+                scope["scheme"] = scheme
         await self.app(scope, receive, send)

@@ -32,12 +32,20 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password-but-the-same-work")
 HASH_CONCURRENCY = 1
 HASH_MAX_WAITING = 64
 _limiter = anyio.CapacityLimiter(HASH_CONCURRENCY)
+# Computations admitted and not finished (running or waiting), counted before
+# the first await so that a burst arriving at once is counted at once.
+_admitted = 0
 
 
 async def _argon2(fn: Callable[..., T], *args: str) -> T:
-    if _limiter.statistics().tasks_waiting >= HASH_MAX_WAITING:
+    global _admitted
+    if _admitted >= HASH_CONCURRENCY + HASH_MAX_WAITING:
         raise ServiceUnavailable("too many password checks at once; retry shortly", retry_after=1)
-    return await anyio.to_thread.run_sync(fn, *args, limiter=_limiter)
+    _admitted += 1
+    try:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=_limiter)
+    finally:
+        _admitted -= 1
 
 
 async def hash_password(password: str) -> str:

@@ -233,3 +233,50 @@ async def test_an_account_deleted_meanwhile_gets_a_409_not_a_500(
     response = await client.post("/api/v1/items", json={**item, "sku": "gone-2"}, headers=headers)
     assert response.status_code == 409, response.text
     assert "no longer exists" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "reason"),
+    [
+        ("weak@example.com", "password", "most common passwords"),
+        ("weak@example.com", "Qwertyuiop", "most common passwords"),
+        ("jonathan.smith@example.com", "Jonathan.Smith-2026", "email address's name"),
+    ],
+    ids=["common", "common-any-case", "contains-the-email-name"],
+)
+async def test_registration_refuses_weak_passwords_and_says_why(
+    client: httpx.AsyncClient, email: str, password: str, reason: str
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password}
+    )
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "password"]
+    assert reason in error["msg"]
+
+
+async def test_a_new_password_must_be_strong_too(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    headers = await token_headers(client, user["email"])
+    local = user["email"].split("@")[0]
+    for weak in ("iloveyou", f"{local}-secret"):
+        response = await client.patch(
+            "/api/v1/users/me",
+            json={"password": weak, "current_password": PASSWORD},
+            headers=headers,
+        )
+        assert response.status_code == 422, (weak, response.text)
+        assert response.json()["detail"][0]["loc"] == ["body", "password"]
+    # Refused before the current password is even checked: the old one still works.
+    assert (await login(client, user["email"])).status_code == 200
+
+
+async def test_an_over_long_login_password_is_a_422_and_never_hashed(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/login", data={"username": "a@example.com", "password": "x" * 129}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "password"]

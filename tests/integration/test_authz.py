@@ -91,9 +91,7 @@ async def bad_tokens(client: httpx.AsyncClient, settings: Settings) -> dict[str,
         "no-exp": signed({"sub": str(user_id), "sid": str(session_id), "iat": now}),
         # Signed with the right key but naming no auth session: never revocable.
         "no-sid": signed({"sub": str(user_id), "iat": now, "exp": now + five}),
-        "unknown-session": create_access_token(
-            user_id, uuid.uuid4(), secret=key, expires_in=five
-        ),
+        "unknown-session": create_access_token(user_id, uuid.uuid4(), secret=key, expires_in=five),
         # Someone else's session under this user's id.
         "unknown-user": create_access_token(uuid.uuid4(), session_id, secret=key, expires_in=five),
         "garbage": "not.a.token",

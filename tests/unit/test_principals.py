@@ -90,5 +90,8 @@ def test_a_token_is_verified_once_and_refused_from_its_expiry() -> None:
 def test_the_token_cache_is_bounded() -> None:
     tokens = TokenCache(max_entries=2)
     for n in range(3):
-        assert tokens.claims(f"t{n}", lambda _: TokenClaims(uuid.uuid4(), uuid.uuid4(), 2e9)) is not None
+        assert (
+            tokens.claims(f"t{n}", lambda _: TokenClaims(uuid.uuid4(), uuid.uuid4(), 2e9))
+            is not None
+        )
     assert len(tokens._entries) == 2

@@ -7,6 +7,7 @@ production from what Render provides.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 from pathlib import Path
@@ -18,6 +19,7 @@ from fastapi.routing import APIRoute
 from pydantic_settings import BaseSettings
 
 from api.health import router as health_router
+from api.proxy import TrustedProxies
 from core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,6 +247,38 @@ def test_settings_are_shared_and_production(
         assert {"fromGroup": group} in entries, f"{name} does not use the {group} group"
         own = {e.get("key") for e in entries}
         assert not own & {"SECRET_KEY", "ENVIRONMENT"}, f"{name} overrides the group's values"
+
+
+def test_forwarded_allow_ips_trusts_only_the_platforms_proxy(
+    services: dict[str, Service], groups: dict[str, list[EnvVar]]
+) -> None:
+    """The API gets FORWARDED_ALLOW_IPS from its group, nowhere else, as ``*``
+    alone (Render's proxy, the only way in, is the one hop: the client is the
+    right-most X-Forwarded-For entry) or as explicit networks."""
+    api_groups = {e["fromGroup"] for e in services[API].get("envVars", []) if "fromGroup" in e}
+    setting = [
+        (name, e)
+        for name, env_vars in groups.items()
+        for e in env_vars
+        if e["key"] == "FORWARDED_ALLOW_IPS"
+    ]
+    assert len(setting) == 1, f"FORWARDED_ALLOW_IPS is set in groups {setting}"
+    [(group, entry)] = setting
+    assert group in api_groups, f"{API} does not get FORWARDED_ALLOW_IPS from {group}"
+    for name, service in _compute(services).items():
+        own = {e.get("key") for e in service.get("envVars", [])}
+        assert "FORWARDED_ALLOW_IPS" not in own, f"{name} overrides the group's value"
+    value = entry["value"]
+    items = [item.strip() for item in value.split(",")]
+    if "*" in items:
+        assert items == ["*"], f"* mixed with addresses: {value!r}"
+        proxies = TrustedProxies(value)
+        assert proxies.any_peer
+        assert proxies.networks == []
+    else:
+        for item in items:
+            ipaddress.ip_network(item, strict=False)  # raises on anything else
+        assert not TrustedProxies(value).any_peer
 
 
 def test_scheduler_runs_exactly_one_instance(services: dict[str, Service]) -> None:
