@@ -91,8 +91,13 @@ def auth_headers(api: httpx.Client) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
-def reset_login_throttle() -> None:
-    """Forget failed logins. Schemathesis fuzzes the login route from this same
-    address, so a later test that logs in would otherwise meet the IP limit."""
-    script = "for _, k in ipairs(redis.call('KEYS', 'login:fail:*')) do redis.call('DEL', k) end"
+def reset_throttles() -> None:
+    """Forget failed password checks and counted registrations. The suite
+    (schemathesis above all) registers and fails logins from this one address,
+    so a later test that registers or logs in would otherwise meet the
+    per-address limits (they are tested in tests/integration/test_throttle.py)."""
+    script = (
+        "for _, pattern in ipairs({'pw:fail:*', 'register:ip:*'}) do "
+        "for _, k in ipairs(redis.call('KEYS', pattern)) do redis.call('DEL', k) end end"
+    )
     compose("exec", "-T", "redis", "redis-cli", "EVAL", script, "0", timeout=30)

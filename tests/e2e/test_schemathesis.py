@@ -11,15 +11,21 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
-from tests.e2e.conftest import API_URL
+import httpx
+
+from tests.e2e.conftest import API_URL, reset_throttles
 
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance"
-REPORT = Path(__file__).parent / "schemathesis-report.txt"
+REPORTS = Path(__file__).parent
+LOGOUT = "/api/v1/auth/logout"
 
 
-def test_no_server_errors_and_no_schema_violations(auth_headers: dict[str, str]) -> None:
+def schemathesis(headers: dict[str, str], *selection: str, report: str) -> None:
+    """Run schemathesis over the operations ``selection`` picks, as the user
+    ``headers`` authenticate; fail on any finding."""
     done = subprocess.run(
         [
             sys.executable,
@@ -27,10 +33,11 @@ def test_no_server_errors_and_no_schema_violations(auth_headers: dict[str, str])
             "schemathesis.cli",
             "run",
             f"{API_URL}/openapi.json",
+            *selection,
             "--checks",
             CHECKS,
             "--header",
-            f"Authorization: {auth_headers['Authorization']}",
+            f"Authorization: {headers['Authorization']}",
             "--max-examples",
             "40",
             "--workers",
@@ -44,6 +51,28 @@ def test_no_server_errors_and_no_schema_violations(auth_headers: dict[str, str])
         timeout=900,
         check=False,
     )
-    REPORT.write_text(done.stdout + done.stderr)
+    (REPORTS / report).write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert re.search(r"\d+ passed", done.stdout), done.stdout[-2000:]
+
+
+def test_no_server_errors_and_no_schema_violations(auth_headers: dict[str, str]) -> None:
+    # Logout ends the session the token belongs to: every later request of
+    # the run would only meet 401. It has a run of its own below.
+    try:
+        schemathesis(auth_headers, "--exclude-path", LOGOUT, report="schemathesis-report.txt")
+    finally:
+        reset_throttles()
+
+
+def test_logout_conforms_too(api: httpx.Client) -> None:
+    email = f"logout-{uuid.uuid4().hex[:12]}@example.com"
+    password = "end-to-end password"
+    registered = api.post("/api/v1/auth/register", json={"email": email, "password": password})
+    assert registered.status_code == 201, registered.text
+    token = api.post("/api/v1/auth/login", data={"username": email, "password": password})
+    assert token.status_code == 200, token.text
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    schemathesis(headers, "--include-path", LOGOUT, report="schemathesis-logout-report.txt")
+    # The run logged the user out: the token is refused now.
+    assert api.get("/api/v1/users/me", headers=headers).status_code == 401

@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.e2e.conftest import compose, reset_login_throttle
+from tests.e2e.conftest import compose, reset_throttles
 
 
 def test_migrate_seeds_the_superuser_once(api: httpx.Client) -> None:
@@ -20,7 +20,7 @@ def test_migrate_seeds_the_superuser_once(api: httpx.Client) -> None:
     assert f"superuser {email} created" in first.stderr
     assert f"superuser {email} already exists" in second.stderr
 
-    reset_login_throttle()
+    reset_throttles()
     token = api.post("/api/v1/auth/login", data={"username": email.lower(), "password": password})
     assert token.status_code == 200, token.text
     headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
