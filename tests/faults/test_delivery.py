@@ -64,10 +64,12 @@ def submit(headers: Headers, skus: Sequence[str], *, threads: int = 8) -> list[s
 
 
 def totals(api: httpx.Client, headers: Headers) -> dict[str, int]:
-    """How many of the user's jobs are in each status."""
+    """How many of the user's jobs are in each status. One read per status:
+    read against the lifecycle (finished first, queued last), so that a job
+    moving on between two reads is missed at worst, never counted twice."""
     return {
         status: api.get(f"/api/v1/jobs?status={status}&limit=1", headers=headers).json()["total"]
-        for status in ("queued", "running", "succeeded", "failed", "cancelled")
+        for status in ("succeeded", "failed", "cancelled", "running", "queued")
     }
 
 
