@@ -113,14 +113,33 @@ async def register(
     return UserRead.model_validate(user)
 
 
-def _bad_username(message: str) -> RequestValidationError:
+def _utf8(value: str) -> bool:
+    # A multipart form may declare its own charset (utf-7, ...), which can
+    # decode to lone surrogates that no UTF-8 encoder (Argon2's, hashlib's)
+    # accepts.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bad_field(field: str, message: str) -> RequestValidationError:
     return RequestValidationError(
-        [{"type": "value_error", "loc": ("body", "username"), "msg": message, "input": None}]
+        [
+            {
+                "type": "value_error",
+                "loc": ("body", field),
+                "msg": f"must be {message}",
+                "input": None,
+            }
+        ]
     )
 
 
 @router.post("/login", response_model=Token, responses=responses(*BODY_ERRORS, 401, 403, 429))
 async def login(
+    request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
     redis: RedisDep,
@@ -131,26 +150,20 @@ async def login(
     (ACCESS_TOKEN_EXPIRE_MINUTES) and a refresh token. Too many failures from
     one address, or for one email from one address, answer 429 with
     Retry-After; failures for the email from elsewhere only slow it down."""
-    if len(form.username) > 320 or "\x00" in form.username:
-        raise _bad_username("must be an email address: at most 320 characters, no NUL")
-    if len(form.password) > 128:
-        # Never hashed: Argon2 over megabytes of "password" is a CPU lever.
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("body", "password"),
-                    "msg": "at most 128 characters",
-                    "input": None,
-                }
-            ]
-        )
+    if len(form.username) > 320 or "\x00" in form.username or not _utf8(form.username):
+        raise _bad_field("username", "an email address: at most 320 characters, no NUL, UTF-8")
+    if len(form.password) > 128 or not _utf8(form.password):
+        # Never hashed: the API's passwords are 8-128 characters of UTF-8.
+        raise _bad_field("password", "at most 128 characters of UTF-8")
     email = service.normalize_email(form.username)
     async with throttle.password_check(redis, settings.auth, email=email, ip=ip):
         user = await service.authenticate(session, email=email, password=form.password)
     if not user.is_active:
         raise InactiveUser
-    return Token.of(await sessions.start(session, user, settings))
+    login = await sessions.start(session, user, settings)
+    if login.evicted:
+        forget_sessions(request, session, session_ids=login.evicted)
+    return Token.of(login.tokens)
 
 
 @router.post("/refresh", response_model=Token, responses=responses(*BODY_ERRORS, 401))
@@ -164,7 +177,7 @@ async def refresh(
     outcome = await sessions.refresh(session, body.refresh_token, settings)
     if isinstance(outcome, sessions.Refused):
         if outcome.revoked is not None:
-            forget_sessions(request, session, session_id=outcome.revoked)
+            forget_sessions(request, session, session_ids=[outcome.revoked])
         # Returned, not raised: the request's transaction must commit the
         # revocation of a reused token's session before the 401 goes out.
         return error_response(
@@ -178,5 +191,5 @@ async def logout(request: Request, caller: Caller, session: SessionDep) -> Respo
     """Revoke the presented access token and every token of its login (its
     refresh tokens too). Other logins of the user stay."""
     await sessions.revoke(session, caller.session_id, "logout")
-    forget_sessions(request, session, session_id=caller.session_id)
+    forget_sessions(request, session, session_ids=[caller.session_id])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

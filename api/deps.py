@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 from uuid import UUID
 
@@ -105,10 +105,11 @@ async def get_principal(request: Request, token: Token) -> Principal:
     cache: PrincipalCache = request.app.state.principals
     principal = cache.get(claims.session_id)
     if principal is None:
+        generation = cache.generation
         async with request.app.state.read_sessionmaker() as session:
             user = await sessions.authorize(session, claims)
         principal = Principal(user.id, user.is_superuser, claims.session_id)
-        cache.put(principal)
+        cache.put(principal, seen=generation)
     return principal
 
 
@@ -128,18 +129,18 @@ def forget_sessions(
     request: Request,
     session: AsyncSession,
     *,
-    session_id: UUID | None = None,
+    session_ids: Sequence[UUID] = (),
     user_id: UUID | None = None,
 ) -> None:
     """Make this process refuse sessions the request revokes at once (other
     processes follow within AUTH_CACHE_SECONDS): dropped from the cache now,
-    and again after the commit, in case a concurrent request cached them
-    from the database before the revocation was visible."""
+    and again after the commit; a lookup that started before the commit
+    cannot put them back (api/principals.py)."""
     cache: PrincipalCache = request.app.state.principals
-    cache.forget(session_id=session_id, user_id=user_id)
+    cache.forget(session_ids=session_ids, user_id=user_id)
 
     async def again() -> None:
-        cache.forget(session_id=session_id, user_id=user_id)
+        cache.forget(session_ids=session_ids, user_id=user_id)
 
     after_commit(session, again)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -50,6 +50,8 @@ class PrincipalCache:
         self.max_entries = max_entries
         self.clock = clock
         self._entries: OrderedDict[UUID, tuple[float, Principal]] = OrderedDict()
+        # Counts revocations this process made (see put).
+        self.generation = 0
 
     def get(self, session_id: UUID) -> Principal | None:
         """The principal of a session while it is fresh, else None."""
@@ -63,19 +65,23 @@ class PrincipalCache:
         self._entries.move_to_end(session_id)
         return principal
 
-    def put(self, principal: Principal) -> None:
-        """Remember an active user's principal (a no-op when the TTL is 0)."""
-        if self.ttl <= 0:
+    def put(self, principal: Principal, *, seen: int | None = None) -> None:
+        """Remember an active user's principal (a no-op when the TTL is 0).
+        ``seen``: the :attr:`generation` read before the database lookup; if
+        a session was forgotten since, the lookup may predate that revocation
+        and is not kept."""
+        if self.ttl <= 0 or (seen is not None and seen != self.generation):
             return
         self._entries[principal.session_id] = (self.clock() + self.ttl, principal)
         self._entries.move_to_end(principal.session_id)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    def forget(self, *, session_id: UUID | None = None, user_id: UUID | None = None) -> None:
-        """Drop one session, or every session of a user (after this process
+    def forget(self, *, session_ids: Sequence[UUID] = (), user_id: UUID | None = None) -> None:
+        """Drop sessions, or every session of a user (after this process
         revoked them), so that this process refuses their tokens at once."""
-        if session_id is not None:
+        self.generation += 1
+        for session_id in session_ids:
             self._entries.pop(session_id, None)
         if user_id is not None:
             for key in [k for k, (_, p) in self._entries.items() if p.id == user_id]:

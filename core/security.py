@@ -37,10 +37,21 @@ _limiter = anyio.CapacityLimiter(HASH_CONCURRENCY)
 _admitted = 0
 
 
+def busy() -> ServiceUnavailable:
+    """The error of a process whose password checks are saturated."""
+    return ServiceUnavailable("too many password checks at once; retry shortly", retry_after=1)
+
+
+def hashing_saturated() -> bool:
+    """Whether a password check now would be refused (503): callers that
+    count attempts ask first, so that a refusal is never counted."""
+    return _admitted >= HASH_CONCURRENCY + HASH_MAX_WAITING
+
+
 async def _argon2(fn: Callable[..., T], *args: str) -> T:
     global _admitted
-    if _admitted >= HASH_CONCURRENCY + HASH_MAX_WAITING:
-        raise ServiceUnavailable("too many password checks at once; retry shortly", retry_after=1)
+    if hashing_saturated():
+        raise busy()
     _admitted += 1
     try:
         return await anyio.to_thread.run_sync(fn, *args, limiter=_limiter)

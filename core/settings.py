@@ -153,6 +153,8 @@ class AuthSettings(_Base):
     login_max_failures_per_ip: int = Field(default=30, ge=1, le=100_000)
     login_window_seconds: int = Field(default=300, ge=1, le=86_400)
     login_max_delay_seconds: float = Field(default=3.0, ge=0, le=30)
+    # Logins (auth sessions) a user keeps at once; a new one ends the oldest.
+    max_sessions_per_user: int = Field(default=10, ge=1, le=1000)
     # Registrations accepted per client address within the window (429 beyond).
     register_max_per_ip: int = Field(default=20, ge=1, le=100_000)
     register_window_seconds: int = Field(default=3600, ge=1, le=86_400 * 7)

@@ -26,11 +26,15 @@ class AuthSession(UUIDPrimaryKey, Base):
     user_id: Mapped[UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False
     )
+    # The clock, not the transaction's start (now()): the oldest sessions are
+    # the ones a login past MAX_SESSIONS_PER_USER ends.
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False
+        DateTime(timezone=True), server_default=func.clock_timestamp(), nullable=False
     )
     # The expiry of its newest refresh token: after it the session is dead.
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), index=True, nullable=False
+    )
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # logout | refresh_reuse | password_change | deactivated
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
@@ -50,6 +54,8 @@ class RefreshToken(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), index=True, nullable=False
+    )
     # Set when exchanged: presenting it again is a reuse.
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

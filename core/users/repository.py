@@ -30,6 +30,71 @@ async def page(session: AsyncSession, *, limit: int, offset: int) -> tuple[Seque
     )
 
 
+# FOR NO KEY UPDATE on the user row serialises what changes credentials
+# (password change, deactivation) with the logins that are finishing, and
+# logins of one user with each other; it never blocks the foreign-key checks
+# of the user's other writes (items, jobs), which take KEY SHARE.
+
+
+async def lock_for_update(session: AsyncSession, user_id: UUID) -> User | None:
+    """The user, reloaded and locked until the end of the transaction."""
+    return await session.scalar(
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def lock_credentials(session: AsyncSession, user_id: UUID) -> tuple[str, bool] | None:
+    """The stored password hash and active flag, locked until the end of the
+    transaction: a concurrent password change waits for this login to commit
+    (and then revokes its session), or this login sees the new hash."""
+    row = (
+        await session.execute(
+            select(User.hashed_password, User.is_active)
+            .where(User.id == user_id)
+            .with_for_update(key_share=True)
+        )
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def delete_oldest_sessions(session: AsyncSession, user_id: UUID, *, keep: int) -> list[UUID]:
+    """Delete a user's auth sessions but the ``keep`` newest (their tokens go
+    with them); the ids deleted."""
+    newest = (
+        select(AuthSession.id)
+        .where(AuthSession.user_id == user_id)
+        .order_by(AuthSession.created_at.desc(), AuthSession.id.desc())
+        .limit(keep)
+    )
+    result = await session.scalars(
+        delete(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.id.not_in(newest))
+        .returning(AuthSession.id)
+    )
+    return list(result.all())
+
+
+async def delete_old_used_tokens(session: AsyncSession, session_id: UUID, *, keep: int) -> None:
+    """Forget all but the ``keep`` most recently used refresh tokens of a
+    session (the unused one always stays)."""
+    recent = (
+        select(RefreshToken.token_hash)
+        .where(RefreshToken.session_id == session_id, RefreshToken.used_at.is_not(None))
+        .order_by(RefreshToken.used_at.desc())
+        .limit(keep)
+    )
+    await session.execute(
+        delete(RefreshToken).where(
+            RefreshToken.session_id == session_id,
+            RefreshToken.used_at.is_not(None),
+            RefreshToken.token_hash.not_in(recent),
+        )
+    )
+
+
 async def active_session_user(
     session: AsyncSession, *, user_id: UUID, session_id: UUID
 ) -> User | None:

@@ -2,8 +2,9 @@
 FIRST_SUPERUSER_EMAIL / FIRST_SUPERUSER_PASSWORD. Idempotent.
 
 Exits 1, with one line in the log, when that email belongs to an account that
-is not a superuser: someone registered it first, and promoting their account
-would hand them the service.
+is not a superuser (someone registered it first, and promoting their account
+would hand them the service), or when the password is one registration would
+refuse (a common one, or one containing the email's name).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from core.db import create_engine, create_sessionmaker, transaction
 from core.errors import Conflict
 from core.settings import Settings, load_settings_or_exit
+from core.users.passwords import password_problem
 from core.users.service import ensure_superuser
 
 log = logging.getLogger("seed")
@@ -28,6 +30,10 @@ async def seed(settings: Settings) -> bool | None:
     email, password = settings.auth.first_superuser_email, settings.auth.first_superuser_password
     if not email or not password:
         return None
+    weak = password_problem(password, email)
+    if weak is not None:
+        log.error("FIRST_SUPERUSER_PASSWORD refused: %s", weak)
+        raise SystemExit(1)
     engine = create_engine(settings.db, application_name="seed")
     try:
         async with create_sessionmaker(engine)() as session, transaction(session):

@@ -63,6 +63,9 @@ async def change_password(session: AsyncSession, user: User, *, current: str, ne
     """Set a new password when ``current`` is right (:class:`InvalidCredentials`
     otherwise) and end every login of the user: a password is changed because
     it may be known to someone else, whose tokens must stop working too."""
+    # Locked first: a login checked against the old hash either committed
+    # its session before this (and it is revoked below) or sees the new hash.
+    await repository.lock_for_update(session, user.id)
     if not await verify_password(current, user.hashed_password):
         raise InvalidCredentials
     user.hashed_password = await hash_password(new)
@@ -72,7 +75,7 @@ async def change_password(session: AsyncSession, user: User, *, current: str, ne
 async def set_active(session: AsyncSession, user_id: UUID, *, active: bool) -> User:
     """Activate or deactivate an account (:class:`NotFound` when unknown);
     deactivating ends every login of the user."""
-    user = await repository.get(session, user_id)
+    user = await repository.lock_for_update(session, user_id)
     if user is None:
         raise NotFound("user not found")
     user.is_active = active

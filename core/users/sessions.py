@@ -21,7 +21,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import InactiveUser, NotAuthenticated
+from core.errors import InactiveUser, InvalidCredentials, NotAuthenticated
 from core.models import AuthSession, RefreshToken, User
 from core.security import TokenClaims, create_access_token
 from core.settings import Settings
@@ -31,6 +31,10 @@ RevokeReason = Literal["logout", "refresh_reuse", "password_change", "deactivate
 # Dead sessions and used tokens are kept this long past their expiry, so that
 # a late reuse of a stolen refresh token is still recognised as one.
 CLEANUP_GRACE = timedelta(days=1)
+# Used refresh tokens remembered per session: presenting one of them revokes
+# the session; an older one is merely unknown (401). Bounds the rows a client
+# that refreshes in a loop can make.
+USED_TOKENS_KEPT = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +72,36 @@ def _issue(
     )
 
 
-async def start(session: AsyncSession, user: User, settings: Settings) -> TokenPair:
-    """Open an auth session for ``user`` (who just proved their password)."""
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A new auth session's tokens, and the user's oldest sessions it ended
+    (past MAX_SESSIONS_PER_USER)."""
+
+    tokens: TokenPair
+    evicted: list[UUID]
+
+
+async def start(session: AsyncSession, user: User, settings: Settings) -> Login:
+    """Open an auth session for ``user``, who just proved their password.
+
+    The password hash is read again, locked: a password change or
+    deactivation that committed while the (slow) check ran refuses this login
+    (:class:`InvalidCredentials`, :class:`InactiveUser`), and one that starts
+    now waits for it and then revokes its session. Beyond
+    MAX_SESSIONS_PER_USER, the user's oldest sessions are deleted."""
+    current = await repository.lock_credentials(session, user.id)
+    if current is None or current[0] != user.hashed_password:
+        raise InvalidCredentials
+    if not current[1]:
+        raise InactiveUser
+    evicted = await repository.delete_oldest_sessions(
+        session, user.id, keep=settings.auth.max_sessions_per_user - 1
+    )
     auth_session = AuthSession(id=uuid4(), user_id=user.id, expires_at=datetime.now(UTC))
     session.add(auth_session)
     pair = _issue(session, user.id, auth_session, settings)
     await session.flush()
-    return pair
+    return Login(pair, evicted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +141,7 @@ async def refresh(
     token.used_at = now
     pair = _issue(session, user.id, auth_session, settings)
     await session.flush()
+    await repository.delete_old_used_tokens(session, auth_session.id, keep=USED_TOKENS_KEPT)
     return pair
 
 

@@ -5,7 +5,8 @@ limited per client address and per (email, client address) pair. An attempt
 is *reserved* before the password is checked, in one atomic script that
 refuses it when either counter is at its limit: N simultaneous guesses never
 check more passwords than the limit allows. A reservation is given back when
-the password was right, and kept (it was a failure) when it was wrong.
+the password was right, kept (it was a failure) when it was wrong, and given
+back uncounted when the check did not happen (a 503, a lost connection).
 
 Failures for one email from every address together never refuse anything,
 so no one can lock a victim out of their account; beyond LOGIN_MAX_FAILURES
@@ -31,6 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.errors import InvalidCredentials, ServiceUnavailable, TooManyRequests
+from core.security import busy, hashing_saturated
 from core.settings import AuthSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,15 @@ return {1, tonumber(redis.call('GET', KEYS[3]) or '0')}
 _GIVE_BACK = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
 redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+"""
+
+# KEYS: address counter, pair counter, email counter. Gives both reservations
+# back, forgetting nothing (the check never happened).
+_RELEASE = """
+for i = 1, 2 do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+end
 return 1
 """
 
@@ -119,6 +130,8 @@ async def password_check(
     (:class:`TooManyRequests` when a limit is reached), wait out the email's
     slowdown, run the body; :class:`InvalidCredentials` from the body keeps the
     attempt as a failure, success gives it back."""
+    if hashing_saturated():
+        raise busy()
     keys = _Keys.of(email, ip)
     try:
         reserved, value = await redis.eval(
@@ -138,9 +151,9 @@ async def password_check(
             "too many failed password attempts; try again later", retry_after=int(value)
         )
     delay = slowdown(int(value), settings)
-    if delay:
-        await asyncio.sleep(delay)
     try:
+        if delay:
+            await asyncio.sleep(delay)
         yield
     except InvalidCredentials:
         try:
@@ -150,10 +163,19 @@ async def password_check(
             # address and the pair; only the email's slowdown misses it.
             log.warning("could not count a failure for the email's slowdown: %s", exc)
         raise
+    except BaseException:
+        # Not an answer about the password (a 503, a lost connection, a
+        # cancelled request): the attempt is given back, uncounted.
+        await _give_back(redis, _RELEASE, keys)
+        raise
+    await _give_back(redis, _GIVE_BACK, keys)
+
+
+async def _give_back(redis: Redis, script: str, keys: _Keys) -> None:
     try:
-        await redis.eval(_GIVE_BACK, 3, keys.address, keys.pair, keys.email)
+        await redis.eval(script, 3, keys.address, keys.pair, keys.email)
     except RedisError as exc:
-        # The password was right; the reservation expires with the window.
+        # The reservation then expires with its window.
         log.warning("could not give a reserved attempt back: %s", exc)
 
 

@@ -23,7 +23,7 @@ def upgrade() -> None:
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
+            server_default=sa.text("clock_timestamp()"),
             nullable=False,
         ),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
@@ -39,6 +39,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_sessions")),
     )
     op.create_index(op.f("ix_auth_sessions_user_id"), "auth_sessions", ["user_id"], unique=False)
+    # The hourly cleanup deletes by expiry.
+    op.create_index(
+        op.f("ix_auth_sessions_expires_at"), "auth_sessions", ["expires_at"], unique=False
+    )
     op.create_table(
         "refresh_tokens",
         sa.Column("token_hash", sa.LargeBinary(length=32), nullable=False),
@@ -62,10 +66,15 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_refresh_tokens_session_id"), "refresh_tokens", ["session_id"], unique=False
     )
+    op.create_index(
+        op.f("ix_refresh_tokens_expires_at"), "refresh_tokens", ["expires_at"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_refresh_tokens_expires_at"), table_name="refresh_tokens")
     op.drop_index(op.f("ix_refresh_tokens_session_id"), table_name="refresh_tokens")
     op.drop_table("refresh_tokens")
+    op.drop_index(op.f("ix_auth_sessions_expires_at"), table_name="auth_sessions")
     op.drop_index(op.f("ix_auth_sessions_user_id"), table_name="auth_sessions")
     op.drop_table("auth_sessions")

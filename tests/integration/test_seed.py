@@ -98,3 +98,12 @@ async def test_the_seed_creates_its_superuser_once(
     finally:
         async with maker() as session, transaction(session):
             await session.execute(delete(User).where(User.email == email))
+
+
+async def test_the_seed_refuses_a_weak_password() -> None:
+    """The first superuser's password meets the rules registration applies."""
+    done = await run("core.users.seed", "root-admin@example.com", "password123")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(
+        "ERROR [seed] FIRST_SUPERUSER_PASSWORD refused: This password is one of the"
+    ), done.stderr

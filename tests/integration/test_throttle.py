@@ -15,6 +15,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.main import create_app
+from core import security
 from core.models import User
 from core.settings import Settings
 from core.users.throttle import address_key, slowdown
@@ -234,3 +235,50 @@ async def test_a_redis_that_refuses_writes_fails_closed(
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "service_unavailable"
     assert (await login(client, user["email"])).status_code == 200
+
+
+async def test_a_saturated_process_refuses_without_counting(
+    app: FastAPI, client_from: dict[str, httpx.AsyncClient], settings: Settings
+) -> None:
+    """While this process's password checks are saturated, logins answer 503
+    and nothing is counted: the owner's right password works afterwards."""
+    owner = client_from["10.0.0.2"]
+    user = await register(owner)
+    burst = [
+        asyncio.create_task(security.hash_password("long enough password"))
+        for _ in range(security.HASH_CONCURRENCY + security.HASH_MAX_WAITING)
+    ]
+    try:
+        await asyncio.sleep(0.01)
+        assert security.hashing_saturated()
+        for _ in range(settings.auth.login_max_failures + 2):
+            response = await login(owner, user["email"])
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+    finally:
+        for task in burst:
+            task.cancel()
+        await asyncio.gather(*burst, return_exceptions=True)
+    redis: Redis = app.state.redis
+    assert await redis.keys("pw:fail:*") == []
+    assert (await login(owner, user["email"])).status_code == 200
+
+
+async def test_a_login_form_in_a_charset_that_yields_surrogates_is_a_422(
+    client: httpx.AsyncClient,
+) -> None:
+    """A multipart form may name its own charset; UTF-7 decodes to lone
+    surrogates, which nothing downstream can encode: a 422, not a 500."""
+    for field, value in (("username", "a+2AA-@example.com"), ("password", "abc+2AA-defgh")):
+        fields = {"username": "a@example.com", "password": "a long enough one", field: value}
+        body = "".join(
+            f'--X\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{text}\r\n'
+            for name, text in fields.items()
+        )
+        response = await client.post(
+            "/api/v1/auth/login",
+            content=(body + "--X--\r\n").encode(),
+            headers={"Content-Type": "multipart/form-data; boundary=X; charset=utf-7"},
+        )
+        assert response.status_code == 422, (field, response.text)
+        assert response.json()["detail"][0]["loc"] == ["body", field]

@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.main import create_app
 from api.principals import PrincipalCache
 from core.models import AuthSession, RefreshToken, User
+from core.security import hash_password
 from core.settings import Settings
 from core.users import sessions
 from core.users.service import ensure_superuser
@@ -280,3 +281,82 @@ async def test_cleanup_deletes_only_long_expired_logins(session: AsyncSession) -
         )
     ).all()
     assert tokens == [b"l" * 32]
+
+
+async def test_a_user_keeps_at_most_max_sessions(
+    client: httpx.AsyncClient, session: AsyncSession, settings: Settings
+) -> None:
+    user = await register(client)
+    limit = settings.auth.max_sessions_per_user
+    logins = [await log_in(client, user["email"]) for _ in range(limit + 2)]
+    count = select(func.count()).select_from(AuthSession)
+    assert await session.scalar(count.where(AuthSession.user_id == uuid.UUID(user["id"]))) == limit
+    for oldest in logins[:2]:
+        await refused_everywhere(client, oldest)
+    for kept in logins[2:]:
+        assert (await client.get("/api/v1/users/me", headers=bearer(kept))).status_code == 200
+
+
+async def test_a_session_remembers_only_its_last_used_tokens(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """Refreshing in a loop does not grow the table; the most recent used
+    tokens still count as reuse."""
+    user = await register(client)
+    tokens = await log_in(client, user["email"])
+    history = [tokens]
+    for _ in range(sessions.USED_TOKENS_KEPT + 5):
+        response = await exchange(client, history[-1]["refresh_token"])
+        assert response.status_code == 200, response.text
+        history.append(response.json())
+    rows = select(func.count()).where(RefreshToken.session_id == session_of(tokens))
+    assert await session.scalar(rows) == sessions.USED_TOKENS_KEPT + 1
+    # Forgotten: unknown, nothing revoked.
+    assert (await exchange(client, history[0]["refresh_token"])).status_code == 401
+    assert (await client.get("/api/v1/users/me", headers=bearer(history[-1]))).status_code == 200
+    # Remembered: a reuse, the session is revoked.
+    assert (await exchange(client, history[-2]["refresh_token"])).status_code == 401
+    await refused_everywhere(client, history[-1])
+
+
+async def test_a_login_finishing_during_a_password_change_gets_no_session(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """A login whose (slow) check of the old password overlaps a password
+    change either commits before the change (and is revoked by it) or sees
+    the new hash and is refused: it never keeps a session."""
+    async with serve(settings) as client:
+        user = await register(client)
+        try:
+            new_hash = await hash_password(NEW_PASSWORD)
+            async with engine.connect() as change:
+                # The password change, holding the user row, not yet committed.
+                await change.execute(
+                    update(User).where(User.email == user["email"]).values(hashed_password=new_hash)
+                )
+                pending = asyncio.create_task(login(client, user["email"]))
+                await wait_for_a_lock_wait(engine)  # the login checked, and waits
+                await change.commit()
+                response = await pending
+            assert response.status_code == 401, response.text
+            async with engine.connect() as connection:
+                count = select(func.count()).select_from(AuthSession)
+                owned = count.where(AuthSession.user_id == uuid.UUID(user["id"]))
+                assert await connection.scalar(owned) == 0
+        finally:
+            async with engine.begin() as connection:
+                await connection.execute(delete(User).where(User.email == user["email"]))
+
+
+async def wait_for_a_lock_wait(engine: AsyncEngine) -> None:
+    """Until some backend of this database waits for a row lock (15 s at most)."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with asyncio.timeout(15):
+        while True:
+            async with engine.connect() as connection:
+                if await connection.scalar(waiting):
+                    return
+            await asyncio.sleep(0.02)

@@ -54,7 +54,7 @@ def test_forget_a_session_or_every_session_of_a_user() -> None:
     cache = PrincipalCache(60)
     caller = principal()
     cache.put(caller)
-    cache.forget(session_id=caller.session_id)
+    cache.forget(session_ids=[caller.session_id])
     assert cache.get(caller.session_id) is None
 
     user_id = uuid.uuid4()
@@ -65,6 +65,17 @@ def test_forget_a_session_or_every_session_of_a_user() -> None:
     assert cache.get(phone.session_id) is None
     assert cache.get(laptop.session_id) is None
     assert cache.get(other.session_id) == other
+
+
+def test_a_lookup_older_than_a_revocation_is_not_kept() -> None:
+    cache = PrincipalCache(60)
+    caller = principal()
+    seen = cache.generation  # a request starts its database lookup
+    cache.forget(session_ids=[caller.session_id])  # another request revokes
+    cache.put(caller, seen=seen)  # the first lookup ends
+    assert cache.get(caller.session_id) is None
+    cache.put(caller, seen=cache.generation)
+    assert cache.get(caller.session_id) == caller
 
 
 def test_a_token_is_verified_once_and_refused_from_its_expiry() -> None:
