@@ -58,18 +58,20 @@ logs: docker ## follow the logs of every service
 ps: docker ## show the services and their health
 	$(COMPOSE) ps -a
 
+# `run --build`: the image of the code as it is now (a new model, a new
+# migration), not the one built at the last `make up`.
 migrate: docker env ## apply the migrations (alembic upgrade head under an advisory lock)
 	$(COMPOSE) up -d --wait db
-	$(COMPOSE) run --rm migrate
+	$(COMPOSE) run --build --rm migrate
 
 seed: docker env ## create the superuser from FIRST_SUPERUSER_EMAIL / _PASSWORD (idempotent)
 	$(COMPOSE) up -d --wait db
-	$(COMPOSE) run --rm migrate python -m core.users.seed
+	$(COMPOSE) run --build --rm migrate python -m core.users.seed
 
 revision: docker env uv ## autogenerate a migration: make revision m="add items"
 	@[ -n "$(m)" ] || { echo 'usage: make revision m="what changed"'; exit 2; }
 	$(COMPOSE) up -d --wait db
-	$(COMPOSE) run --rm migrate
+	$(COMPOSE) run --build --rm migrate
 	$(COMPOSE) run --rm --no-deps --user "$$(id -u):$$(id -g)" -v "$(CURDIR)/migrate:/app/migrate" \
 		migrate alembic revision --autogenerate -m "$(m)"
 	uv run --frozen ruff format migrate/versions
@@ -80,11 +82,12 @@ shell: docker ## a Python shell in the api container
 psql: docker ## psql on the development database
 	$(COMPOSE) exec db sh -c 'psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
 
-lint: uv ## ruff, mypy and import-linter
+lint: uv ## ruff, mypy, import-linter and the size limits (tools/check_shape.py)
 	uv run --frozen ruff check .
 	uv run --frozen ruff format --check .
 	uv run --frozen mypy
 	uv run --frozen lint-imports
+	uv run --frozen python tools/check_shape.py
 
 fmt: uv ## format and autofix
 	uv run --frozen ruff format .

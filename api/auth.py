@@ -2,91 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
-from uuid import UUID
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 
-from api.deps import Caller, ClientAddress, RedisDep, SessionDep, SettingsDep, forget_sessions
+from api.deps import Caller, ClientAddress, RedisDep, SettingsDep, WriteSession, forget_sessions
 from api.errors import AUTH_ERRORS, BODY_ERRORS, error_response, responses
-from api.validation import StorableStr
+from api.schemas.users import RefreshRequest, Token, UserRead, UserRegister
 from core.errors import InactiveUser, NotAuthenticated
 from core.users import service, sessions, throttle
-from core.users.passwords import password_problem
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-
-Password = Annotated[str, Field(min_length=8, max_length=128)]
-
-
-class UserRead(BaseModel):
-    """A user as the API shows it (never the password hash)."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: UUID
-    email: str
-    full_name: str | None
-    is_active: bool
-    is_superuser: bool
-    created_at: datetime
-    updated_at: datetime
-
-
-class UserRegister(BaseModel):
-    """Input of registration."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    email: EmailStr = Field(max_length=320)
-    password: Password
-    full_name: Annotated[StorableStr, Field(min_length=1, max_length=200)] | None = None
-
-    @field_validator("password")
-    @classmethod
-    def _strong_enough(cls, password: str, info: ValidationInfo) -> str:
-        # The email is validated first (declared first); when it is invalid
-        # only the common-password rule applies, and the email's error shows.
-        problem = password_problem(password, info.data.get("email"))
-        if problem is not None:
-            raise PydanticCustomError("weak_password", problem)
-        return password
-
-
-class Token(BaseModel):
-    """An OAuth2 bearer token, and the refresh token that renews it."""
-
-    access_token: str
-    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (not a secret)
-    expires_in: int = Field(description="Seconds until the access token expires")
-    refresh_token: str = Field(
-        description="Opaque; exchange it once at /api/v1/auth/refresh for a new pair"
-    )
-    refresh_expires_in: int = Field(description="Seconds until the refresh token expires")
-
-    @classmethod
-    def of(cls, pair: sessions.TokenPair) -> Token:
-        """The response for a new token pair."""
-        return cls(
-            access_token=pair.access_token,
-            expires_in=pair.expires_in,
-            refresh_token=pair.refresh_token,
-            refresh_expires_in=pair.refresh_expires_in,
-        )
-
-
-class RefreshRequest(BaseModel):
-    """A refresh token to exchange."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    refresh_token: str = Field(min_length=1, max_length=256)
 
 
 @router.post(
@@ -97,7 +26,7 @@ class RefreshRequest(BaseModel):
 )
 async def register(
     body: UserRegister,
-    session: SessionDep,
+    session: WriteSession,
     redis: RedisDep,
     settings: SettingsDep,
     ip: ClientAddress,
@@ -141,7 +70,7 @@ def _bad_field(field: str, message: str) -> RequestValidationError:
 async def login(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    session: SessionDep,
+    session: WriteSession,
     redis: RedisDep,
     settings: SettingsDep,
     ip: ClientAddress,
@@ -168,7 +97,7 @@ async def login(
 
 @router.post("/refresh", response_model=Token, responses=responses(*BODY_ERRORS, 401))
 async def refresh(
-    request: Request, body: RefreshRequest, session: SessionDep, settings: SettingsDep
+    request: Request, body: RefreshRequest, session: WriteSession, settings: SettingsDep
 ) -> Response:
     """Exchange a refresh token for a new pair; the old one stops working.
     Presenting a refresh token that was already exchanged revokes every
@@ -187,7 +116,7 @@ async def refresh(
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=responses(*AUTH_ERRORS))
-async def logout(request: Request, caller: Caller, session: SessionDep) -> Response:
+async def logout(request: Request, caller: Caller, session: WriteSession) -> Response:
     """Revoke the presented access token and every token of its login (its
     refresh tokens too). Other logins of the user stay."""
     await sessions.revoke(session, caller.session_id, "logout")

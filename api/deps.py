@@ -1,4 +1,20 @@
-"""Dependencies, named as nouns in one place."""
+"""Dependencies, named as nouns in one place.
+
+Sessions: a route names the one it takes. ``ReadSession`` (autocommit, no
+transaction) for routes that only read; ``WriteSession`` (one transaction:
+committed when the route returns, rolled back when it raises, after-commit
+callbacks run after the commit) for routes that write.
+
+Callers: ``Caller`` (the resource routes: items, jobs) is a principal from
+this process's cache, looked up in a short session of its own, never the
+route's. ``CurrentUser`` and ``Superuser`` (the users routes) load the account
+afresh, always in the request's ``WriteSession``: FastAPI resolves a
+dependency once per request, so a route that takes both gets the account in
+the very session that flushes its changes. There is no read-session variant
+on purpose: an account loaded in another session and changed would be
+silently lost (or fail on flush), and the routes that load it are few and
+cold.
+"""
 
 from __future__ import annotations
 
@@ -23,24 +39,26 @@ from core.users import sessions
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
-# Methods that never write (HTTP's "safe" methods; every route keeps to it).
-READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for a route that only reads: its queries run in autocommit,
+    two round trips fewer (BEGIN, COMMIT) on the hottest routes."""
+    async with request.app.state.read_sessionmaker() as session:
+        yield session
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request: commit on success, roll back on error.
-
-    Declared with ``scope="function"`` so the commit (and the broker messages
-    sent after it) happen before the response leaves: a client that gets a 2xx
-    can read what it wrote. A GET only reads, so it runs its queries in
-    autocommit: two round trips fewer (BEGIN, COMMIT) on the hottest routes.
-    """
-    if request.method in READ_ONLY_METHODS:
-        async with request.app.state.read_sessionmaker() as session:
-            yield session
-        return
+async def write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for a route that writes: one transaction, committed on
+    success, rolled back on error, then the after-commit callbacks (the
+    broker messages)."""
     async with request.app.state.sessionmaker() as session, transaction(session):
         yield session
+
+
+# Both with ``scope="function"``: closed (and a write committed, its messages
+# sent) before the response leaves, so a client that gets a 2xx can read what
+# it wrote.
+ReadSession = Annotated[AsyncSession, Depends(read_session, scope="function")]
+WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
 
 
 # These are ``async def`` although they do not await: FastAPI runs a plain
@@ -65,10 +83,11 @@ async def get_redis(request: Request) -> Redis:
     return redis
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProducerDep = Annotated[Celery, Depends(get_producer)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
+# The access token of the Authorization header, unchecked; None without one.
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 
 
 def token_claims(request: Request, token: str | None) -> TokenClaims:
@@ -85,19 +104,27 @@ def token_claims(request: Request, token: str | None) -> TokenClaims:
     return claims
 
 
-Token = Annotated[str | None, Depends(oauth2_scheme)]
-
-
-async def get_current_user(request: Request, session: SessionDep, token: Token) -> User:
-    """The active user the bearer token names, checked afresh: 401 without a
-    valid token or when its session was revoked, 403 for a deactivated account."""
+async def get_current_user(request: Request, session: WriteSession, token: BearerToken) -> User:
+    """The active user the bearer token names, checked afresh and loaded in
+    the request's write session: 401 without a valid token or when its
+    session was revoked, 403 for a deactivated account."""
     return await sessions.authorize(session, token_claims(request, token))
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_principal(request: Request, token: Token) -> Principal:
+async def get_superuser(user: CurrentUser) -> User:
+    """The current user, who must be a superuser."""
+    if not user.is_superuser:
+        raise Forbidden("this requires a superuser")
+    return user
+
+
+Superuser = Annotated[User, Depends(get_superuser)]
+
+
+async def get_caller(request: Request, token: BearerToken) -> Principal:
     """The caller of a resource route: like :func:`get_current_user`, but a
     live session found recently is taken from this process's cache
     (api/principals.py) instead of the database."""
@@ -113,7 +140,7 @@ async def get_principal(request: Request, token: Token) -> Principal:
     return principal
 
 
-Caller = Annotated[Principal, Depends(get_principal)]
+Caller = Annotated[Principal, Depends(get_caller)]
 
 
 async def get_client_address(request: Request) -> str:
@@ -132,10 +159,11 @@ def forget_sessions(
     session_ids: Sequence[UUID] = (),
     user_id: UUID | None = None,
 ) -> None:
-    """Make this process refuse sessions the request revokes at once (other
-    processes follow within AUTH_CACHE_SECONDS): dropped from the cache now,
-    and again after the commit; a lookup that started before the commit
-    cannot put them back (api/principals.py)."""
+    """Make this process refuse auth sessions the request revokes in
+    ``session`` (its write session) at once (other processes follow within
+    AUTH_CACHE_SECONDS): dropped from the cache now, and again after the
+    commit; a lookup that started before the commit cannot put them back
+    (api/principals.py)."""
     cache: PrincipalCache = request.app.state.principals
     cache.forget(session_ids=session_ids, user_id=user_id)
 
@@ -143,13 +171,3 @@ def forget_sessions(
         cache.forget(session_ids=session_ids, user_id=user_id)
 
     after_commit(session, again)
-
-
-async def get_superuser(user: CurrentUser) -> User:
-    """The current user, who must be a superuser."""
-    if not user.is_superuser:
-        raise Forbidden("this requires a superuser")
-    return user
-
-
-Superuser = Annotated[User, Depends(get_superuser)]

@@ -185,3 +185,6 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 AUTH_ERRORS = (401, 403)
 # Every route that reads a JSON body can answer these.
 BODY_ERRORS = (400, 413)
+# Every route on one resource the caller owns (an item, a job) can answer
+# these: another user's resource is a 404, exactly like a missing one.
+OWNED_RESOURCE_RESPONSES = responses(*AUTH_ERRORS, 404)

@@ -3,60 +3,23 @@ the caller's own jobs; another user's job is a 404."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+import re
+from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Caller, ProducerDep, SessionDep
-from api.errors import AUTH_ERRORS, BODY_ERRORS, responses
-from api.validation import Limit, Offset, Page, StorableStr
-from core.jobs import repository, service
-from core.models import Job, JobStatus
+from api.deps import Caller, ProducerDep, ReadSession, WriteSession
+from api.errors import AUTH_ERRORS, BODY_ERRORS, OWNED_RESOURCE_RESPONSES, responses
+from api.schemas.common import Limit, Offset
+from api.schemas.jobs import GET_JOB_ROUTE, JobPage, JobRead, PingCreate, accepted
+from core.jobs import builtin, service
+from core.jobs_index import JobKindName
+from core.models import JobStatus
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
-
-
-class JobRead(BaseModel):
-    """A job as the API shows it. The result itself is at ``/result``."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: UUID
-    kind: str
-    status: JobStatus
-    progress: int = Field(description="0-100")
-    attempts: int = Field(description="Runs started so far")
-    counts: dict[str, int] = Field(description="Row counts, e.g. created/updated/skipped")
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
-
-
-class JobPage(Page[JobRead]):
-    """A page of jobs and how many match in all."""
-
-
-class PingCreate(BaseModel):
-    """Input of a ping job."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    message: StorableStr = Field(default="pong", max_length=200)
-
-
-def accepted(job: Job, request: Request, response: Response) -> JobRead:
-    """A 202 body for a new job, with its ``Location``."""
-    response.headers["Location"] = str(request.url_for("get_job", job_id=job.id))
-    return JobRead.model_validate(job)
-
-
-NOT_FOUND = responses(*AUTH_ERRORS, 404)
 
 
 @router.post(
@@ -67,41 +30,41 @@ NOT_FOUND = responses(*AUTH_ERRORS, 404)
 )
 async def create_ping(
     body: PingCreate,
-    user: Caller,
-    session: SessionDep,
+    caller: Caller,
+    session: WriteSession,
     producer: ProducerDep,
     request: Request,
     response: Response,
 ) -> JobRead:
     """Queue a ping job: the worker records a reply as the job's result."""
     job = await service.enqueue(
-        session, producer, owner_id=user.id, kind=service.PING, payload=body.model_dump()
+        session, producer, owner_id=caller.id, kind=builtin.PING, payload=body.model_dump()
     )
     return accepted(job, request, response)
 
 
 @router.get("", response_model=JobPage, responses=responses(*AUTH_ERRORS))
 async def list_jobs(
-    user: Caller,
-    session: SessionDep,
+    caller: Caller,
+    session: ReadSession,
     limit: Limit = 50,
     offset: Offset = 0,
     status: JobStatus | None = None,
-    kind: Annotated[StorableStr | None, Query(max_length=64)] = None,
+    kind: JobKindName | None = None,
 ) -> JobPage:
     """Your jobs, newest first, optionally only those of one status or kind."""
-    rows, total = await repository.page(
-        session, user.id, limit=limit, offset=offset, status=status, kind=kind
+    rows, total = await service.page(
+        session, caller.id, status=status, kind=kind, limit=limit, offset=offset
     )
-    return JobPage(
-        items=[JobRead.model_validate(j) for j in rows], total=total, limit=limit, offset=offset
-    )
+    return JobPage.of(rows, total, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}", response_model=JobRead, responses=NOT_FOUND)
-async def get_job(job_id: UUID, user: Caller, session: SessionDep) -> JobRead:
+@router.get(
+    "/{job_id}", name=GET_JOB_ROUTE, response_model=JobRead, responses=OWNED_RESOURCE_RESPONSES
+)
+async def get_job(job_id: UUID, caller: Caller, session: ReadSession) -> JobRead:
     """One of your jobs: status, progress, counts and error."""
-    return JobRead.model_validate(await service.get(session, user.id, job_id))
+    return JobRead.model_validate(await service.get(session, caller.id, job_id))
 
 
 @router.get(
@@ -110,29 +73,44 @@ async def get_job(job_id: UUID, user: Caller, session: SessionDep) -> JobRead:
     responses={
         **responses(*AUTH_ERRORS, 404, 409),
         200: {
-            "description": "An export's CSV file, or another job's result as JSON",
+            "description": "The file the job produced (an export: CSV), else its result as JSON",
             "content": {"text/csv": {"schema": {"type": "string"}}},
         },
     },
 )
-async def get_job_result(job_id: UUID, user: Caller, session: SessionDep) -> Response:
-    """The result of one of your succeeded jobs: an export as a CSV download,
-    an import's report (counts and the first 1,000 row errors) as JSON.
-    409 while the job has not succeeded."""
-    outcome = await service.result(session, user.id, job_id)
+async def get_job_result(job_id: UUID, caller: Caller, session: ReadSession) -> Response:
+    """The result of one of your succeeded jobs: the file it produced as a
+    download (an export's CSV), else its JSON result (an import's report:
+    counts and the first 1,000 row errors). 409 while the job has not
+    succeeded."""
+    outcome = await service.result(session, caller.id, job_id)
     if isinstance(outcome, service.ResultFile):
         return Response(
             outcome.content,
             media_type=outcome.media_type,
-            headers={"Content-Disposition": f'attachment; filename="{outcome.filename}"'},
+            headers={"Content-Disposition": attachment(outcome.filename)},
         )
     return JSONResponse(outcome)
+
+
+_PLAIN_FILENAME = re.compile(r"[A-Za-z0-9._ -]{1,200}")
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition naming ``filename`` safely: as is when it is
+    plain ASCII, else an ASCII stand-in plus the UTF-8 name (RFC 6266), so
+    that no name a handler chooses (quotes, line breaks) can break the header."""
+    filename = filename or "result"
+    if _PLAIN_FILENAME.fullmatch(filename):
+        return f'attachment; filename="{filename}"'
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:200]
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 @router.post(
     "/{job_id}/cancel", response_model=JobRead, responses=responses(*AUTH_ERRORS, 404, 409)
 )
-async def cancel_job(job_id: UUID, user: Caller, session: SessionDep) -> JobRead:
+async def cancel_job(job_id: UUID, caller: Caller, session: WriteSession) -> JobRead:
     """Cancel one of your queued or running jobs (409 once it has finished).
     A running import is rolled back: none of its rows are kept."""
-    return JobRead.model_validate(await service.cancel(session, user.id, job_id))
+    return JobRead.model_validate(await service.cancel(session, caller.id, job_id))

@@ -17,11 +17,11 @@ the second it expires.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
+from api.cache import ExpiringLRU
 from core.security import TokenClaims
 
 
@@ -47,23 +47,15 @@ class PrincipalCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
-        self.max_entries = max_entries
-        self.clock = clock
-        self._entries: OrderedDict[UUID, tuple[float, Principal]] = OrderedDict()
+        self._entries: ExpiringLRU[UUID, Principal] = ExpiringLRU(
+            max_entries=max_entries, clock=clock
+        )
         # Counts revocations this process made (see put).
         self.generation = 0
 
     def get(self, session_id: UUID) -> Principal | None:
         """The principal of a session while it is fresh, else None."""
-        entry = self._entries.get(session_id)
-        if entry is None:
-            return None
-        expires, principal = entry
-        if self.clock() >= expires:
-            del self._entries[session_id]
-            return None
-        self._entries.move_to_end(session_id)
-        return principal
+        return self._entries.get(session_id)
 
     def put(self, principal: Principal, *, seen: int | None = None) -> None:
         """Remember an active user's principal (a no-op when the TTL is 0).
@@ -72,20 +64,17 @@ class PrincipalCache:
         and is not kept."""
         if self.ttl <= 0 or (seen is not None and seen != self.generation):
             return
-        self._entries[principal.session_id] = (self.clock() + self.ttl, principal)
-        self._entries.move_to_end(principal.session_id)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        expires = self._entries.clock() + self.ttl
+        self._entries.put(principal.session_id, principal, expires=expires)
 
     def forget(self, *, session_ids: Sequence[UUID] = (), user_id: UUID | None = None) -> None:
         """Drop sessions, or every session of a user (after this process
         revoked them), so that this process refuses their tokens at once."""
         self.generation += 1
         for session_id in session_ids:
-            self._entries.pop(session_id, None)
+            self._entries.pop(session_id)
         if user_id is not None:
-            for key in [k for k, (_, p) in self._entries.items() if p.id == user_id]:
-                del self._entries[key]
+            self._entries.drop_where(lambda principal: principal.id == user_id)
 
 
 class TokenCache:
@@ -95,23 +84,18 @@ class TokenCache:
     def __init__(
         self, *, max_entries: int = 10_000, clock: Callable[[], float] = time.time
     ) -> None:
-        self.max_entries = max_entries
-        self.clock = clock
-        self._entries: OrderedDict[str, TokenClaims] = OrderedDict()
+        self._entries: ExpiringLRU[str, TokenClaims] = ExpiringLRU(
+            max_entries=max_entries, clock=clock
+        )
 
     def claims(self, token: str, verify: Callable[[str], TokenClaims | None]) -> TokenClaims | None:
         """The token's claims while it is unexpired; ``verify`` checks a token
         not seen before (or seen expired)."""
-        entry = self._entries.get(token)
-        if entry is None:
-            entry = verify(token)
-            if entry is None:
-                return None
-            self._entries[token] = entry
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        if self.clock() >= entry.expires:
-            del self._entries[token]
+        if token in self._entries:
+            # Refused from its expiry on (and dropped: next time it is verified).
+            return self._entries.get(token)
+        claims = verify(token)
+        if claims is None or self._entries.clock() >= claims.expires:
             return None
-        self._entries.move_to_end(token)
-        return entry
+        self._entries.put(token, claims, expires=claims.expires)
+        return claims

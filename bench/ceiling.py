@@ -23,7 +23,8 @@ from uuid import UUID
 import asyncpg
 from starlette.types import Receive, Scope, Send
 
-from core.settings import DatabaseSettings, normalize_database_url
+from core.settings import DatabaseSettings
+from core.urls import normalize_database_url
 
 # Character for character what SQLAlchemy sends for get_owned (select(Item)
 # where id and owner_id), so the server plans and runs exactly the same query.

@@ -14,9 +14,8 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
+from core.db import create_engine
 from core.settings import DatabaseSettings, Settings
 
 log = logging.getLogger("appstack.budget")
@@ -30,7 +29,7 @@ WORKER_MAX_OVERFLOW = 1
 MIGRATE_CONNECTIONS = 1
 
 
-def worker_pool(db: DatabaseSettings) -> tuple[int, int]:
+def worker_pool() -> tuple[int, int]:
     """Pool size and overflow of one Celery child's engine: what one task at
     a time can use, whatever the api's pool settings."""
     return WORKER_POOL_SIZE, WORKER_MAX_OVERFLOW
@@ -68,7 +67,7 @@ def budget(settings: Settings, *, api_processes: int, worker_processes: int) -> 
         api_processes=api_processes,
         api_per_process=db.db_pool_size + db.db_max_overflow,
         worker_processes=worker_processes,
-        worker_per_process=sum(worker_pool(db)),
+        worker_per_process=sum(worker_pool()),
     )
 
 
@@ -104,8 +103,7 @@ async def server_max_connections(db: DatabaseSettings) -> int | None:
     the server cannot be asked (the budget is then logged without a limit)."""
     if db.db_max_connections is not None:
         return db.db_max_connections
-    url = db.direct_url
-    engine = create_async_engine(url.url, connect_args=url.connect_args, poolclass=NullPool)
+    engine = create_engine(db, application_name="budget", direct=True)
     try:
         async with asyncio.timeout(ASK_TIMEOUT_SECONDS), engine.connect() as connection:
             value = await connection.scalar(text("SHOW max_connections"))

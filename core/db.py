@@ -31,6 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from core.errors import AppError
 from core.settings import DatabaseSettings
+from core.urls import DatabaseURL
 
 AfterCommit = Callable[[], Awaitable[None]]
 M = TypeVar("M")
@@ -41,26 +42,32 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
-def create_engine(settings: DatabaseSettings, *, application_name: str = "appstack") -> AsyncEngine:
-    """An asyncpg engine with the pool configured from the environment.
+def create_engine(
+    settings: DatabaseSettings, *, application_name: str = "appstack", direct: bool = False
+) -> AsyncEngine:
+    """An asyncpg engine, the one way every process (api, worker, migrations,
+    the start-up connection budget) connects.
 
+    Default: DATABASE_URL with the pool configured from the environment.
     With DB_POOLER=transaction the pooler owns the connections: the engine
     keeps none (NullPool), and since consecutive transactions may land on
     different server connections, asyncpg caches no prepared statements and
     names each one uniquely, so no "prepared statement ... already exists /
     does not exist" can occur.
+
+    ``direct=True``: the direct URL (DATABASE_DIRECT_URL, else DATABASE_URL)
+    for session-level work in a short-lived process, such as migrations under
+    their advisory lock; no pool (NullPool), each connection closed when
+    returned. The pooler rules apply only when that URL is the pooler's
+    (DB_POOLER=transaction without DATABASE_DIRECT_URL).
+
+    ``application_name`` names the connections in ``pg_stat_activity``
+    unless the URL sets one.
     """
-    url = settings.url
-    connect_args = dict(url.connect_args)
-    server_settings = dict(connect_args.pop("server_settings", {}))
-    server_settings.setdefault("application_name", application_name)
-    connect_args["server_settings"] = server_settings
-    if settings.pooled:
-        connect_args |= {
-            "statement_cache_size": 0,
-            "prepared_statement_cache_size": 0,
-            "prepared_statement_name_func": _unique_statement_name,
-        }
+    url = settings.direct_url if direct else settings.url
+    through_pooler = settings.pooled and not (direct and settings.database_direct_url)
+    connect_args = _connect_args(url, application_name, through_pooler)
+    if direct or through_pooler:
         return create_async_engine(url.url, connect_args=connect_args, poolclass=NullPool)
     engine = create_async_engine(
         url.url,
@@ -75,6 +82,22 @@ def create_engine(settings: DatabaseSettings, *, application_name: str = "appsta
     )
     _ping_after_idle(engine)
     return engine
+
+
+def _connect_args(url: DatabaseURL, application_name: str, through_pooler: bool) -> dict[str, Any]:
+    """The URL's asyncpg arguments, a default application_name, and for a
+    transaction pooler no statement cache and unique statement names."""
+    connect_args = dict(url.connect_args)
+    server_settings = dict(connect_args.pop("server_settings", {}))
+    server_settings.setdefault("application_name", application_name)
+    connect_args["server_settings"] = server_settings
+    if through_pooler:
+        connect_args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
+    return connect_args
 
 
 # SQLAlchemy's pool_pre_ping pings on every checkout, which with asyncpg is

@@ -3,6 +3,8 @@
 Every service (API, worker, scheduler, migrations) calls :func:`get_settings`.
 A malformed value stops the process at start-up with one line naming the
 variable (see :func:`load_settings_or_exit`), never with a driver traceback.
+URLs are checked in core.urls; the error lines, placeholder secrets and
+production checks are in core.settings_checks (names re-exported here).
 """
 
 from __future__ import annotations
@@ -11,97 +13,25 @@ import ipaddress
 import sys
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.settings_checks import DEV_SECRET_KEY, describe, refusal
+from core.urls import DatabaseURL, check_redis_url, normalize_database_url
+
 Environment = Literal["development", "test", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
-
-_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
-_SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 
 class SettingsError(Exception):
     """Raised when an environment variable holds a value the stack cannot use."""
 
 
-class DatabaseURL(BaseModel):
-    """A Postgres URL split into what SQLAlchemy's asyncpg dialect needs."""
-
-    url: str
-    connect_args: dict[str, Any]
-
-    def masked(self) -> str:
-        """The URL with its password replaced, safe to log."""
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return parts._replace(netloc=netloc).geturl()
-
-
-def normalize_database_url(raw: str) -> DatabaseURL:
-    """Accept ``postgres://``, ``postgresql://`` or ``postgresql+asyncpg://``.
-
-    Returns a ``postgresql+asyncpg://`` URL and the asyncpg connect arguments:
-    libpq's ``sslmode=`` becomes asyncpg's ``ssl``, ``connect_timeout`` becomes
-    ``timeout`` and ``application_name`` a server setting. Any other query
-    parameter is refused, because asyncpg would fail on it later with a
-    confusing ``TypeError``.
-    """
-    value = raw.strip()
-    parts = urlsplit(value)
-    if parts.scheme not in _POSTGRES_SCHEMES:
-        shown = parts.scheme or "no scheme"
-        raise ValueError(
-            f"must start with postgres://, postgresql:// or postgresql+asyncpg:// (got {shown})"
-        )
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("has a port that is not a number between 0 and 65535") from None
-    if not parts.hostname:
-        raise ValueError("has no host (expected postgresql://user:password@host:5432/dbname)")
-    database = parts.path.lstrip("/")
-    if "/" in database:
-        raise ValueError(f"has an invalid database name {database!r}")
-
-    connect_args: dict[str, Any] = {}
-    for key, val in parse_qsl(parts.query, keep_blank_values=True):
-        if key in {"sslmode", "ssl"}:
-            if val not in _SSL_MODES:
-                allowed = ", ".join(sorted(_SSL_MODES))
-                raise ValueError(f"has {key}={val!r}; use one of {allowed}")
-            connect_args["ssl"] = val
-        elif key == "connect_timeout":
-            if not val.isdigit() or int(val) <= 0:
-                raise ValueError(f"has connect_timeout={val!r}; use a positive number of seconds")
-            connect_args["timeout"] = int(val)
-        elif key == "application_name":
-            connect_args.setdefault("server_settings", {})["application_name"] = val
-        else:
-            raise ValueError(
-                f"has an unsupported query parameter {key!r} "
-                "(supported: sslmode, ssl, connect_timeout, application_name)"
-            )
-    netloc = parts.netloc
-    if port is None and parts.hostname:
-        netloc = f"{netloc}:5432"
-    url = parts._replace(scheme="postgresql+asyncpg", netloc=netloc, query="").geturl()
-    return DatabaseURL(url=url, connect_args=connect_args)
-
-
 class _Base(BaseSettings):
     # Empty variables (``WEB_CONCURRENCY=`` in an env file) mean "use the default".
     model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
-
-
-# The default when SECRET_KEY is unset, and .env.example's value: published,
-# so refused everywhere but ENVIRONMENT=test (`make env` writes a random one).
-DEV_SECRET_KEY = "changethis-development-only-secret-key"  # noqa: S105 (a known placeholder)
 
 
 class AppSettings(_Base):
@@ -234,19 +164,7 @@ class RedisSettings(_Base):
     @field_validator("redis_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in {"redis", "rediss"}:
-            raise ValueError("must start with redis:// or rediss://")
-        if not parts.hostname:
-            raise ValueError("has no host (expected redis://host:6379/0)")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError("has a port that is not a number between 0 and 65535") from None
-        db = parts.path.lstrip("/")
-        if db and not db.isdigit():
-            raise ValueError(f"has a database {db!r} that is not a number")
-        return value.strip()
+        return check_redis_url(value)
 
 
 class WebSettings(_Base):
@@ -321,31 +239,6 @@ class Settings(BaseModel):
     jobs: JobSettings
 
 
-# Values of these variables may hold credentials and are never echoed back.
-_SECRET_FIELDS = {
-    "secret_key",
-    "sentry_dsn",
-    "database_url",
-    "database_direct_url",
-    "redis_url",
-    "first_superuser_password",
-}
-
-
-def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "?"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "value_error":
-            # A model-level check names its variables in the message itself.
-            problems.append(f"{field.upper()} {message}" if item["loc"] else message)
-            continue
-        shown = "" if field in _SECRET_FIELDS else f" (got {item.get('input')!r})"
-        problems.append(f"{field.upper()}: {message}{shown}")
-    return "; ".join(problems)
-
-
 def load_settings() -> Settings:
     """Read every settings class from the environment.
 
@@ -365,63 +258,14 @@ def load_settings() -> Settings:
         try:
             groups[name] = cls()
         except ValidationError as exc:
-            errors.append(_describe(exc))
+            errors.append(describe(exc))
     if errors:
         raise SettingsError("invalid environment: " + "; ".join(errors))
     settings = Settings(**groups)
-    if settings.app.environment == "production":
-        problems = production_problems(settings)
-        if problems:
-            raise SettingsError("refusing to start in production: " + "; ".join(problems))
-    elif settings.app.environment != "test" and settings.app.secret_key in PLACEHOLDER_SECRETS:
-        # Anyone can sign tokens with a published key, on a laptop too.
-        raise SettingsError(PLACEHOLDER_SECRET_KEY_FIX)
+    problem = refusal(settings)
+    if problem is not None:
+        raise SettingsError(problem)
     return settings
-
-
-# Values shipped in .env.example and other well-known defaults. As SECRET_KEY
-# (unset means DEV_SECRET_KEY) they are refused everywhere but in tests; as
-# database passwords they are fine on a laptop, never in production.
-PLACEHOLDER_SECRETS = frozenset(
-    {
-        DEV_SECRET_KEY,
-        "changethis",
-        "change-me",
-        "changeme",
-        "secret",
-        "app",
-        "postgres",
-        "password",
-        "",
-    }
-)
-MIN_SECRET_KEY_BYTES = 32
-RANDOM_KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
-# The one line a development stack with a placeholder SECRET_KEY stops with.
-PLACEHOLDER_SECRET_KEY_FIX = (
-    "SECRET_KEY is a published placeholder; put a random one in .env "
-    f"(make env writes one into a new .env; or: {RANDOM_KEY_COMMAND})"
-)
-
-
-def production_problems(settings: Settings) -> list[str]:
-    """What makes these settings unsafe for production, one phrase each."""
-    problems = []
-    key = settings.app.secret_key
-    if key in PLACEHOLDER_SECRETS:
-        problems.append(
-            f"SECRET_KEY is a placeholder; generate a random one ({RANDOM_KEY_COMMAND})"
-        )
-    elif len(key.encode()) < MIN_SECRET_KEY_BYTES:
-        problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes")
-    if urlsplit(settings.db.database_url).password in PLACEHOLDER_SECRETS | {None}:
-        problems.append("DATABASE_URL has a missing or placeholder password")
-    direct = settings.db.database_direct_url
-    if direct is not None and urlsplit(direct).password in PLACEHOLDER_SECRETS | {None}:
-        problems.append("DATABASE_DIRECT_URL has a missing or placeholder password")
-    if "*" in settings.http.cors_origin_list:
-        problems.append("CORS_ORIGINS allows '*'; list the allowed origins")
-    return problems
 
 
 @lru_cache(maxsize=1)

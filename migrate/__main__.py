@@ -14,9 +14,9 @@ import sys
 import time
 
 from alembic import command
-from sqlalchemy import Connection, pool, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection, text
 
+from core.db import create_engine
 from core.migrations import alembic_config
 from core.settings import load_settings_or_exit
 from core.users.seed import seed
@@ -37,8 +37,7 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 async def migrate(revision: str = "head") -> None:
     """Take the lock, upgrade, release the lock."""
-    url = load_settings_or_exit().db.direct_url
-    engine = create_async_engine(url.url, connect_args=url.connect_args, poolclass=pool.NullPool)
+    engine = create_engine(load_settings_or_exit().db, application_name="migrate", direct=True)
     try:
         async with engine.connect() as connection:
             started = time.monotonic()

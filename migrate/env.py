@@ -11,9 +11,9 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import Connection, pool
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection
 
+from core.db import create_engine
 from core.models import Base
 from core.settings import load_settings_or_exit
 
@@ -46,8 +46,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 async def run_async_migrations() -> None:
     """Open a connection of our own (no pooling: this process is short-lived)."""
-    url = load_settings_or_exit().db.direct_url
-    engine = create_async_engine(url.url, connect_args=url.connect_args, poolclass=pool.NullPool)
+    engine = create_engine(load_settings_or_exit().db, application_name="alembic", direct=True)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

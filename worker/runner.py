@@ -48,7 +48,7 @@ def start() -> Runtime:
     asyncio.set_event_loop(loop)
     db = get_settings().db
     # One task at a time per child: a small pool (core.budget.worker_pool).
-    pool_size, max_overflow = worker_pool(db)
+    pool_size, max_overflow = worker_pool()
     db = db.model_copy(update={"db_pool_size": pool_size, "db_max_overflow": max_overflow})
     engine = create_engine(db, application_name="worker")
     _runtime = Runtime(os.getpid(), loop, engine, create_sessionmaker(engine))

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import logging as logs
 from core.db import transaction
-from core.jobs import service
+from core.jobs import relay as job_relay
+from core.jobs import runner as job_runner
+from core.jobs_index import job_kinds
 from core.queue import REQUEST_ID_HEADER, TASK_RELAY, TASK_RUN_JOB, TASK_SESSION_CLEANUP
 from core.settings import get_settings
 from core.users import sessions
@@ -20,7 +22,7 @@ from worker.runner import run
 
 log = logging.getLogger(__name__)
 # The job kinds this worker runs (the poison kind only outside production).
-KINDS = service.handlers(get_settings().app.environment)
+KINDS = job_kinds(get_settings().app.environment)
 
 
 @app.task(name=TASK_RUN_JOB, bind=True)
@@ -33,7 +35,7 @@ def run_job(self: Task[Any, Any], job_id: str) -> str:
     job_token = logs.job_id.set(job_id)
     try:
         outcome = run(
-            lambda sessionmaker: service.run(
+            lambda sessionmaker: job_runner.run(
                 sessionmaker, UUID(job_id), settings=settings, kinds=KINDS
             )
         )
@@ -47,9 +49,9 @@ def run_job(self: Task[Any, Any], job_id: str) -> str:
 @app.task(name=TASK_RELAY)
 def relay() -> dict[str, int]:
     """Re-send lost jobs and recover those of dead workers (see
-    :func:`core.jobs.service.relay`). The scheduler sends this every
+    :func:`core.jobs.relay.relay`). The scheduler sends this every
     RELAY_INTERVAL_SECONDS."""
-    report = run(lambda sessionmaker: service.relay(sessionmaker, app, get_settings().jobs))
+    report = run(lambda sessionmaker: job_relay.relay(sessionmaker, app, get_settings().jobs))
     return {
         "failed": len(report.failed),
         "requeued": len(report.requeued),

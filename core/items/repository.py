@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, bindparam, func, select
+import asyncpg
+from sqlalchemy import ColumnElement, bindparam, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import fetch_page
+from core.items.rows import Record
 from core.models import Item
 
 SortKey = Literal["created_at", "-created_at", "name", "-name", "price", "-price"]
@@ -78,12 +79,9 @@ async def count_matching(session: AsyncSession, owner_id: UUID, *, q: str | None
     return await session.scalar(query) or 0
 
 
-ExportRow = tuple[str, str, str | None, Decimal, int]
-
-
 async def stream_for_export(
     session: AsyncSession, owner_id: UUID, *, q: str | None, chunk_size: int = 5000
-) -> AsyncIterator[Sequence[ExportRow]]:
+) -> AsyncIterator[Sequence[Record]]:
     """The matching items' CSV columns, sorted by sku, in chunks read through
     a server-side cursor (the whole table is never held as ORM objects)."""
     query = (
@@ -121,3 +119,125 @@ async def page(
         limit=limit,
         offset=offset,
     )
+
+
+async def has_any(session: AsyncSession, owner_id: UUID) -> bool:
+    """Whether the owner has any item at all."""
+    return bool(await session.scalar(select(exists().where(Item.owner_id == owner_id))))
+
+
+# Bulk writes of an import.
+
+# Below this many rows one INSERT over arrays beats COPY, which costs extra
+# round trips to set up.
+COPY_MIN_ROWS = 500
+# The columns COPY writes, a Record's fields after its owner.
+COPY_COLUMNS = ("owner_id", "sku", "name", "description", "price", "quantity")
+
+_EXISTING = text("SELECT sku FROM items WHERE owner_id = :owner_id AND sku = ANY(:skus)")
+
+# Small batches: insert what is new in one statement; the skus it returns
+# were created, the others exist and go to the update.
+_INSERT_NEW = text(
+    """
+    INSERT INTO items (owner_id, sku, name, description, price, quantity)
+    SELECT :owner_id, * FROM unnest(
+        CAST(:skus AS text[]), CAST(:names AS text[]), CAST(:descriptions AS text[]),
+        CAST(:prices AS numeric[]), CAST(:quantities AS integer[])
+    )
+    ON CONFLICT (owner_id, sku) DO NOTHING
+    RETURNING sku
+    """
+)
+
+# Rows whose values did not change are left alone (no write, no updated_at
+# bump) and counted as unchanged. An empty description and no description are
+# the same thing in a CSV cell.
+_UPDATE = text(
+    """
+    WITH changed AS (
+        UPDATE items
+        SET name = r.name, description = r.description, price = r.price,
+            quantity = r.quantity, updated_at = now()
+        FROM unnest(
+            CAST(:skus AS text[]), CAST(:names AS text[]), CAST(:descriptions AS text[]),
+            CAST(:prices AS numeric[]), CAST(:quantities AS integer[])
+        ) AS r(sku, name, description, price, quantity)
+        WHERE items.owner_id = :owner_id AND items.sku = r.sku
+          AND (items.name, coalesce(items.description, ''), items.price, items.quantity)
+              IS DISTINCT FROM (r.name, coalesce(r.description, ''), r.price, r.quantity)
+        RETURNING 1
+    )
+    SELECT count(*) FROM changed
+    """
+)
+
+
+async def upsert(
+    session: AsyncSession, owner_id: UUID, records: list[Record], *, fresh: bool
+) -> tuple[int, int]:
+    """Create the owner's items that are new and update the others; returns
+    (created, updated), unchanged rows being neither. A large batch's new rows
+    go in with COPY, the fastest path Postgres has, the existing ones are
+    updated with one statement over arrays; for an owner who had no items
+    (``fresh``) the batch is copied without looking first. The skus must be
+    distinct."""
+    if not records:
+        return 0, 0
+    if len(records) < COPY_MIN_ROWS:
+        created = set((await session.scalars(_INSERT_NEW, _arrays(owner_id, records))).all())
+        changes = [record for record in records if record[0] not in created]
+        return len(created), await _update(session, owner_id, changes)
+    if fresh and await _copy(session, owner_id, records):
+        return len(records), 0
+    while True:
+        existing = await _existing(session, owner_id, records)
+        new = [record for record in records if record[0] not in existing]
+        # A failed copy means the owner created one of these skus (through
+        # the API) since the check: look again.
+        if not new or await _copy(session, owner_id, new):
+            break
+    changes = [record for record in records if record[0] in existing]
+    return len(new), await _update(session, owner_id, changes)
+
+
+def _arrays(owner_id: UUID, records: list[Record]) -> dict[str, Any]:
+    skus, names, descriptions, prices, quantities = zip(*records, strict=True)
+    return {
+        "owner_id": owner_id,
+        "skus": list(skus),
+        "names": list(names),
+        "descriptions": list(descriptions),
+        "prices": list(prices),
+        "quantities": list(quantities),
+    }
+
+
+async def _existing(session: AsyncSession, owner_id: UUID, records: list[Record]) -> set[str]:
+    skus = [record[0] for record in records]
+    rows = await session.scalars(_EXISTING, {"owner_id": owner_id, "skus": skus})
+    return set(rows.all())
+
+
+async def _copy(session: AsyncSession, owner_id: UUID, records: list[Record]) -> bool:
+    """COPY new rows into items inside a savepoint. False, and nothing
+    written, when one of the skus exists already."""
+    try:
+        async with session.begin_nested():
+            connection = await (await session.connection()).get_raw_connection()
+            driver = connection.driver_connection
+            assert driver is not None
+            await driver.copy_records_to_table(
+                "items",
+                records=[(owner_id, *record) for record in records],
+                columns=COPY_COLUMNS,
+            )
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
+
+
+async def _update(session: AsyncSession, owner_id: UUID, records: list[Record]) -> int:
+    if not records:
+        return 0
+    return await session.scalar(_UPDATE, _arrays(owner_id, records)) or 0

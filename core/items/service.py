@@ -1,4 +1,5 @@
-"""Item logic: create, read, update, delete and list one owner's items."""
+"""Item logic: create, read, update, delete and list one owner's items, and
+start their CSV import and export."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+import anyio
+from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import save_unique
-from core.errors import Conflict, NotFound
-from core.items import repository
-from core.models import Item
+from core.errors import Conflict, NotFound, PayloadTooLarge, UnsupportedMediaType
+from core.items import csvfile, jobs, repository
+from core.jobs import service as job_service
+from core.models import Item, Job
 
 
 def _duplicate(sku: str) -> Conflict:
@@ -56,5 +60,50 @@ async def delete(session: AsyncSession, owner_id: UUID, item_id: UUID) -> None:
     await session.flush()
 
 
-# A page of the owner's items.
+# A page of the owner's items, and the orders it can be sorted in.
 page = repository.page
+SortKey = repository.SortKey
+
+
+async def start_import(
+    session: AsyncSession,
+    producer: Celery,
+    *,
+    owner_id: UUID,
+    data: bytes,
+    filename: str | None,
+    content_type: str | None,
+    max_bytes: int,
+) -> Job:
+    """Queue an import of the CSV file ``data``. Refused at once: a declared
+    media type that is not CSV's (:class:`UnsupportedMediaType`), more than
+    ``max_bytes`` (:class:`PayloadTooLarge`), a file that is not UTF-8 or
+    whose header is wrong (:class:`csvfile.UploadProblem`; the API answers
+    422)."""
+    if content_type and not csvfile.is_csv_media_type(content_type):
+        raise UnsupportedMediaType(f"expected a CSV file (text/csv), got {content_type[:100]!r}")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"file is larger than the limit of {max_bytes} bytes")
+    await anyio.to_thread.run_sync(csvfile.inspect_upload, data)
+    return await job_service.enqueue(
+        session,
+        producer,
+        owner_id=owner_id,
+        kind=jobs.IMPORT,
+        # Printable characters only: Postgres's JSONB refuses NUL.
+        payload={
+            "filename": "".join(filter(str.isprintable, filename or ""))[:200],
+            "bytes": len(data),
+        },
+        input_file=data,
+    )
+
+
+async def start_export(
+    session: AsyncSession, producer: Celery, *, owner_id: UUID, q: str | None
+) -> Job:
+    """Queue an export of the owner's items (those whose name contains ``q``,
+    when given) as CSV."""
+    return await job_service.enqueue(
+        session, producer, owner_id=owner_id, kind=jobs.EXPORT, payload={"q": q}
+    )

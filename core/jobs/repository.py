@@ -1,13 +1,9 @@
 """SQL for jobs. No commits here: the session's owner commits.
 
-A run of a job is identified by ``(id, attempts)``: every claim increments
-``attempts``, and every write a run makes afterwards (progress, heartbeat, the
-outcome) matches on both. A run whose job was cancelled, or taken back by the
-relay and claimed again, therefore changes nothing.
-
-A run's work commits only with its success, so whatever ends a run otherwise
-(a claim by the next attempt, cancel, failure) also empties the counts it
-reported on the way: they described work that was rolled back.
+A run of a job is identified by ``(id, attempts)``: every write a run makes
+after its claim matches on both (:func:`_this_run`), and whatever ends a run
+other than its success empties the counts it reported (see README, Jobs:
+delivery).
 """
 
 from __future__ import annotations
@@ -24,11 +20,6 @@ from core.db import fetch_page
 from core.models import Job, JobStatus
 
 ACTIVE = (JobStatus.queued, JobStatus.running)
-
-
-async def get(session: AsyncSession, job_id: UUID) -> Job | None:
-    """The job, or None."""
-    return await session.get(Job, job_id)
 
 
 async def get_owned(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job | None:
@@ -122,7 +113,7 @@ def _this_run(job_id: UUID, attempt: int) -> tuple[ColumnElement[bool], ...]:
     return (Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.running)
 
 
-async def touch(
+async def record_heartbeat(
     session: AsyncSession,
     job_id: UUID,
     attempt: int,
@@ -153,6 +144,8 @@ async def finish(
     result: dict[str, Any] | None = None,
     counts: dict[str, int] | None = None,
     result_file: bytes | None = None,
+    result_media_type: str | None = None,
+    result_filename: str | None = None,
     error: str | None = None,
 ) -> bool:
     """Record the outcome of a run. False (and nothing written) when the run
@@ -161,6 +154,8 @@ async def finish(
         "status": status,
         "result": result,
         "result_file": result_file,
+        "result_media_type": result_media_type,
+        "result_filename": result_filename,
         "error": error,
         # The run's transaction may be long: record when it really ended.
         "finished_at": func.clock_timestamp(),

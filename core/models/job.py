@@ -69,6 +69,9 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     # none (Render). Deferred, so that listing jobs never loads them.
     input_file: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     result_file: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # How the API serves result_file (set together with it).
+    result_media_type: Mapped[str | None] = mapped_column(String(255))
+    result_filename: Mapped[str | None] = mapped_column(String(255))
     # When a broker message for this job was last sent; the relay re-sends
     # queued jobs whose message seems lost.
     enqueued_at: Mapped[datetime] = mapped_column(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import PLACEHOLDER_SECRETS
+from core.settings_checks import PLACEHOLDER_SECRETS
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = ("Makefile", ".env.example")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -50,9 +51,8 @@ def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
     for path, operations in app.openapi()["paths"].items():
         if not path.startswith("/api/v1/") or path in public:
             continue
-        concrete = path
-        for name in ("{item_id}", "{job_id}", "{user_id}"):
-            concrete = concrete.replace(name, str(uuid.uuid4()))
+        # Every path parameter (a resource's id) gets a random UUID.
+        concrete = re.sub(r"\{[a-z_]+\}", lambda _: str(uuid.uuid4()), path)
         routes.extend((method.upper(), concrete) for method in operations)
     return routes
 

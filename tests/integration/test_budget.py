@@ -9,6 +9,10 @@ import pytest
 from core.budget import log_budget, server_max_connections
 from core.settings import Settings
 
+# The database must exist (the engine fixture creates and migrates it), whatever
+# ran first.
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 async def test_max_connections_is_read_from_the_server(settings: Settings) -> None:
     unset = settings.db.model_copy(update={"db_max_connections": None})

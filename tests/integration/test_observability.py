@@ -14,7 +14,7 @@ import pytest
 import sentry_sdk
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.jobs import repository
+from core.models import Job
 from core.observability import init_sentry
 from core.settings import Settings
 from tests.metrics import counter
@@ -49,7 +49,7 @@ async def test_a_job_remembers_the_request_that_created_it(
         headers={**user_headers, "X-Request-ID": "enqueue-7"},
     )
     assert response.status_code == 202, response.text
-    job = await repository.get(session, uuid.UUID(response.json()["id"]))
+    job = await session.get(Job, uuid.UUID(response.json()["id"]))
     assert job is not None
     assert job.request_id == "enqueue-7"
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.deps import SessionDep
+from api.deps import WriteSession
 from core.db import (
     PING_AFTER_IDLE_SECONDS,
     after_commit,
@@ -33,12 +33,12 @@ class Conflict(AppError):
 @pytest.fixture
 async def probe_client(app: FastAPI, owner: User) -> AsyncIterator[httpx.AsyncClient]:
     @app.post("/_probe/ok", status_code=201)
-    async def ok(session: SessionDep) -> dict[str, str]:
+    async def ok(session: WriteSession) -> dict[str, str]:
         session.add(Job(owner_id=owner.id, kind="probe-ok", payload={}))
         return {"status": "stored"}
 
     @app.post("/_probe/fail")
-    async def fail(session: SessionDep) -> dict[str, str]:
+    async def fail(session: WriteSession) -> dict[str, str]:
         session.add(Job(owner_id=owner.id, kind="probe-fail", payload={}))
         await session.flush()
         raise Conflict("the write must not survive")

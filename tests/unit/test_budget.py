@@ -28,9 +28,15 @@ def test_worst_case_is_processes_times_pool_plus_overflow(settings: Settings) ->
     assert "= 57" in line
 
 
-def test_a_worker_child_pools_what_one_task_uses_whatever_the_api_pool() -> None:
-    assert worker_pool(DatabaseSettings(db_pool_size=1, db_max_overflow=0)) == (2, 1)
-    assert worker_pool(DatabaseSettings(db_pool_size=20, db_max_overflow=30)) == (2, 1)
+def test_a_worker_child_pools_what_one_task_uses_whatever_the_api_pool(
+    settings: Settings,
+) -> None:
+    assert worker_pool() == (2, 1)
+    for size, overflow in ((1, 0), (20, 30)):
+        db = DatabaseSettings(db_pool_size=size, db_max_overflow=overflow)
+        b = budget(settings.model_copy(update={"db": db}), api_processes=1, worker_processes=1)
+        assert b.api_per_process == size + overflow
+        assert b.worker_per_process == 2 + 1
 
 
 def test_no_warning_up_to_80_percent(settings: Settings) -> None:

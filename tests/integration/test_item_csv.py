@@ -1,5 +1,5 @@
 """CSV import and export: the API's upload checks, and the worker's handlers
-run through :func:`core.jobs.service.run` on the real database."""
+run through :func:`core.jobs.runner.run` on the real database."""
 
 from __future__ import annotations
 
@@ -17,14 +17,19 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import transaction
-from core.items import transfer
-from core.jobs import repository, service
+from core.items import jobs as item_jobs
+from core.items import repository as item_repository
+from core.items.rows import Record
+from core.jobs import repository, runner
 from core.jobs.context import JobContext, JobLost
-from core.models import Item, User
+from core.jobs_index import job_kinds
+from core.models import Item, Job, User
 from core.settings import JobSettings, Settings
 from tests.integration.conftest import serve, user_id
 
 HEADER = "sku,name,description,price,quantity\n"
+# What a production worker runs.
+KINDS = job_kinds("production")
 Headers = dict[str, str]
 
 
@@ -54,7 +59,9 @@ async def run_job(
     """Run the job the response created, as a worker would, and return it."""
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
-    assert await service.run(sessionmaker, UUID(job_id), settings=settings) == "succeeded"
+    assert (
+        await runner.run(sessionmaker, UUID(job_id), settings=settings, kinds=KINDS) == "succeeded"
+    )
     job: dict[str, Any] = (await client.get(f"/api/v1/jobs/{job_id}", headers=headers)).json()
     assert job["status"] == "succeeded", job
     return job
@@ -312,7 +319,7 @@ async def test_control_characters_leave_the_filename(
         headers={**user_headers, "Content-Type": "multipart/form-data; boundary=b"},
     )
     assert response.status_code == 202, response.text
-    job = await repository.get(session, UUID(response.json()["id"]))
+    job = await session.get(Job, UUID(response.json()["id"]))
     assert job is not None
     assert job.payload["filename"] == "ab.csv"
 
@@ -421,6 +428,27 @@ async def test_export_round_trips_through_import(
     assert mugs["counts"] == {"rows": 2}
 
 
+async def test_an_export_downloads_as_a_named_csv_file(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    job = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await client.post("/api/v1/items/export", headers=user_headers),
+    )
+    download = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=user_headers)
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "text/csv; charset=utf-8"
+    assert download.headers["content-disposition"] == (
+        f'attachment; filename="items-{job["id"]}.csv"'
+    )
+
+
 async def test_export_of_nothing_is_a_header(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -456,7 +484,7 @@ async def test_an_import_stops_when_its_job_is_cancelled(
     ctx = JobContext(job, sessionmaker, job_settings)
     async with sessionmaker() as session:
         with pytest.raises(JobLost):
-            await transfer.import_items(session, ctx)
+            await item_jobs.import_items(session, ctx)
 
 
 async def test_nul_in_a_stored_file_is_a_row_error(
@@ -472,11 +500,11 @@ async def test_nul_in_a_stored_file_is_a_row_error(
         job = await repository.create(
             session,
             owner_id=owner,
-            kind=transfer.IMPORT,
+            kind=item_jobs.IMPORT.name,
             payload={},
             input_file=(HEADER + "a,Nul\x00name,,1,1\nb,Fine,,1,1\n").encode(),
         )
-    assert await service.run(sessionmaker, job.id, settings=job_settings) == "succeeded"
+    assert await runner.run(sessionmaker, job.id, settings=job_settings, kinds=KINDS) == "succeeded"
     result = await report(client, user_headers, {"id": job.id})
     assert result["errors"] == [
         {"line": 2, "column": "name", "reason": "must not contain NUL characters"}
@@ -562,7 +590,7 @@ async def test_an_import_writes_per_batch_not_per_row_and_reports_progress(
         event.listen(connection.sync_connection, "before_cursor_execute", count)
         try:
             async with sessionmaker() as session, transaction(session):
-                output = await transfer.import_items(session, ctx)
+                output = await item_jobs.import_items(session, ctx)
         finally:
             event.remove(connection.sync_connection, "before_cursor_execute", count)
         return output.counts, ctx.reported
@@ -592,10 +620,10 @@ async def test_a_sku_created_meanwhile_is_updated_not_duplicated(
     the batch is written again.)"""
     session.add(Item(owner_id=owner.id, sku="sku-0001", name="made meanwhile", price=1, quantity=1))
     await session.flush()
-    records: list[transfer._Record] = [
-        (owner.id, f"sku-{n:04d}", f"Name {n}", None, Decimal("2.00"), n) for n in range(size)
+    records: list[Record] = [
+        (f"sku-{n:04d}", f"Name {n}", None, Decimal("2.00"), n) for n in range(size)
     ]
-    assert await transfer._write(session, owner.id, records, fresh=True) == (size - 1, 1)
+    assert await item_repository.upsert(session, owner.id, records, fresh=True) == (size - 1, 1)
     count = await session.scalar(
         select(func.count()).select_from(Item).where(Item.owner_id == owner.id)
     )

@@ -1,0 +1,171 @@
+"""The worker's side of a job: claim it, run its kind's handler, record the
+outcome (see README, Jobs: delivery)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Literal
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core import logging as logging_context
+from core.db import connection_lost, sqlstate, transaction
+from core.jobs import metrics, repository
+from core.jobs.context import JobContext, JobError, JobLost
+from core.jobs.kinds import JobKind
+from core.models import JobStatus
+from core.settings import JobSettings
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["succeeded", "failed", "requeued", "skipped", "lost"]
+
+# Serialization failure, deadlock, and the server shutting down or not yet
+# accepting connections: another attempt may well pass. Also class 08
+# (connection exceptions), below.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error that another attempt may not meet."""
+    if isinstance(exc, DBAPIError) and connection_lost(exc):
+        return True
+    state = sqlstate(exc)
+    if state in _RETRY_SQLSTATES or state.startswith("08"):
+        return True
+    # The raw driver (COPY goes through it), or what SQLAlchemy wrapped: a
+    # connection that broke.
+    raw = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    return isinstance(raw, asyncpg.ConnectionDoesNotExistError | ConnectionError)
+
+
+async def run(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job_id: UUID,
+    *,
+    settings: JobSettings,
+    kinds: Mapping[str, JobKind],
+) -> Outcome:
+    """Claim job ``job_id`` and run the handler of its kind in ``kinds``.
+    Safe to call any number of times for the same id: only a call that
+    claims the job runs it. This is steps 2, 3 and 5 of the delivery
+    protocol in the README (Jobs): claim, heartbeat and fenced outcome,
+    transient errors back to the queue.
+    """
+    async with sessionmaker() as session, transaction(session):
+        job = await repository.claim(session, job_id)
+    if job is None:
+        log.info("job %s is not queued (missing, running elsewhere or done); skipping", job_id)
+        return "skipped"
+    if job.request_id:
+        # Also when the message came from the relay, without the header.
+        logging_context.request_id.set(job.request_id)
+    started = time.monotonic()
+    outcome = await _run_claimed(JobContext(job, sessionmaker, settings), kinds)
+    if outcome in ("succeeded", "failed"):
+        metrics.FINISHED.labels(job.kind, outcome).inc()
+        metrics.DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
+    return outcome
+
+
+async def _run_claimed(ctx: JobContext, kinds: Mapping[str, JobKind]) -> Outcome:
+    """Run a claimed job under its heartbeat; every way it can end."""
+    heartbeat = asyncio.create_task(ctx.keep_alive(ctx.settings.job_heartbeat_seconds))
+    try:
+        await _succeed(ctx, kinds)
+    except JobLost:
+        log.info(
+            "job %s attempt %d: cancelled or taken over; its work is rolled back",
+            ctx.id,
+            ctx.attempt,
+        )
+        return "lost"
+    except Exception as exc:
+        return await _fail(ctx, exc)
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+    return "succeeded"
+
+
+async def _succeed(ctx: JobContext, kinds: Mapping[str, JobKind]) -> None:
+    """Run the handler and record its output in its own transaction.
+    :class:`JobLost` (and everything rolled back) when the run no longer
+    owns the job."""
+    kind = kinds.get(ctx.job.kind)
+    if kind is None:
+        raise JobError(f"this worker has no handler for job kind {ctx.job.kind!r}")
+    async with ctx.sessionmaker() as session, transaction(session):
+        output = await kind.handler(session, ctx)
+        file = output.result_file
+        recorded = await repository.finish(
+            session,
+            ctx.id,
+            ctx.attempt,
+            status=JobStatus.succeeded,
+            result=output.result,
+            counts=output.counts,
+            result_file=file.content if file else None,
+            result_media_type=file.media_type if file else None,
+            result_filename=file.filename if file else None,
+        )
+        if not recorded:
+            raise JobLost
+
+
+async def _fail(ctx: JobContext, exc: Exception) -> Outcome:
+    """Requeue the job after a transient error while attempts remain; else
+    record it ``failed``, with a message its owner may read."""
+    settings = ctx.settings
+    transient = is_transient(exc)
+    if transient and ctx.attempt < settings.max_job_attempts:
+        return await _requeue(ctx, exc)
+    if isinstance(exc, JobError):
+        log.info("job %s failed: %s", ctx.id, exc)
+        error = str(exc)
+    elif transient:
+        log.exception("job %s failed", ctx.id)
+        error = (
+            f"a transient database error ({type(exc).__name__}) on all {ctx.attempt} "
+            f"attempts; giving up (MAX_JOB_ATTEMPTS={settings.max_job_attempts})"
+        )
+    else:
+        log.exception("job %s failed", ctx.id)
+        error = f"unexpected {type(exc).__name__} in the worker; its log has the details"
+    async with ctx.sessionmaker() as session, transaction(session):
+        recorded = await repository.finish(
+            session, ctx.id, ctx.attempt, status=JobStatus.failed, error=error
+        )
+    return "failed" if recorded else "lost"
+
+
+async def _requeue(ctx: JobContext, exc: Exception) -> Outcome:
+    """Hand a run that met a transient error back to the queue; the relay
+    sends it again after JOB_RESEND_AFTER_SECONDS."""
+    log.warning(
+        "job %s attempt %d: transient database error (%s: %s); back to the queue",
+        ctx.id,
+        ctx.attempt,
+        type(exc).__name__,
+        exc,
+    )
+    try:
+        async with ctx.sessionmaker() as session, transaction(session):
+            owned = await repository.requeue(session, ctx.id, ctx.attempt)
+    except Exception as again:  # the database is still away
+        log.warning(
+            "job %s: could not requeue it (%s); the relay takes it back once its "
+            "heartbeat is stale",
+            ctx.id,
+            again,
+        )
+        return "requeued"
+    return "requeued" if owned else "lost"

@@ -1,0 +1,100 @@
+"""What core.settings.load_settings refuses, and the one line that says so:
+values that do not parse (named, secrets never echoed), published
+placeholder secrets, and what production must not run with."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+# The default when SECRET_KEY is unset, and .env.example's value: published,
+# so refused everywhere but ENVIRONMENT=test (`make env` writes a random one).
+DEV_SECRET_KEY = "changethis-development-only-secret-key"  # noqa: S105 (a known placeholder)
+
+# Values shipped in .env.example and other well-known defaults. As SECRET_KEY
+# (unset means DEV_SECRET_KEY) they are refused everywhere but in tests; as
+# database passwords they are fine on a laptop, never in production.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        DEV_SECRET_KEY,
+        "changethis",
+        "change-me",
+        "changeme",
+        "secret",
+        "app",
+        "postgres",
+        "password",
+        "",
+    }
+)
+MIN_SECRET_KEY_BYTES = 32
+RANDOM_KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+# The one line a development stack with a placeholder SECRET_KEY stops with.
+PLACEHOLDER_SECRET_KEY_FIX = (
+    "SECRET_KEY is a published placeholder; put a random one in .env "
+    f"(make env writes one into a new .env; or: {RANDOM_KEY_COMMAND})"
+)
+
+
+# Values of these variables may hold credentials and are never echoed back.
+_SECRET_FIELDS = {
+    "secret_key",
+    "sentry_dsn",
+    "database_url",
+    "database_direct_url",
+    "redis_url",
+    "first_superuser_password",
+}
+
+
+def describe(error: ValidationError) -> str:
+    """One settings class's validation errors, each naming its variable."""
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "value_error":
+            # A model-level check names its variables in the message itself.
+            problems.append(f"{field.upper()} {message}" if item["loc"] else message)
+            continue
+        shown = "" if field in _SECRET_FIELDS else f" (got {item.get('input')!r})"
+        problems.append(f"{field.upper()}: {message}{shown}")
+    return "; ".join(problems)
+
+
+def refusal(settings: Settings) -> str | None:
+    """Why a process must not start with these settings, in one line; None
+    when it may."""
+    if settings.app.environment == "production":
+        problems = production_problems(settings)
+        if problems:
+            return "refusing to start in production: " + "; ".join(problems)
+    elif settings.app.environment != "test" and settings.app.secret_key in PLACEHOLDER_SECRETS:
+        # Anyone can sign tokens with a published key, on a laptop too.
+        return PLACEHOLDER_SECRET_KEY_FIX
+    return None
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What makes these settings unsafe for production, one phrase each."""
+    problems = []
+    key = settings.app.secret_key
+    if key in PLACEHOLDER_SECRETS:
+        problems.append(
+            f"SECRET_KEY is a placeholder; generate a random one ({RANDOM_KEY_COMMAND})"
+        )
+    elif len(key.encode()) < MIN_SECRET_KEY_BYTES:
+        problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes")
+    if urlsplit(settings.db.database_url).password in PLACEHOLDER_SECRETS | {None}:
+        problems.append("DATABASE_URL has a missing or placeholder password")
+    direct = settings.db.database_direct_url
+    if direct is not None and urlsplit(direct).password in PLACEHOLDER_SECRETS | {None}:
+        problems.append("DATABASE_DIRECT_URL has a missing or placeholder password")
+    if "*" in settings.http.cors_origin_list:
+        problems.append("CORS_ORIGINS allows '*'; list the allowed origins")
+    return problems
