@@ -16,9 +16,10 @@ from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
-from core.db import connection_lost, sqlstate
+from core.db import connection_lost, sqlstate, statement_cancelled
 from core.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ _HTTP_CODES = {
     400: "malformed_body",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: TOO_LARGE_CODE,
 }
 
@@ -108,6 +110,11 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     if connection_lost(exc):
         log.warning("database unavailable: %s", exc.orig or exc)
         return _unavailable("database")
+    if statement_cancelled(exc):
+        # Past DB_STATEMENT_TIMEOUT_SECONDS: the database is too busy (or the
+        # query too slow) for now; the client may retry later.
+        log.warning("statement cancelled (DB_STATEMENT_TIMEOUT_SECONDS): %s", exc.orig or exc)
+        return _unavailable("database")
     if isinstance(exc, IntegrityError) and sqlstate(exc) == _FOREIGN_KEY_VIOLATION:
         log.warning("reference gone: %s", exc.orig)
         return error_response(
@@ -135,6 +142,13 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": detail})
 
 
+async def _pool_exhausted(_: Request, exc: Exception) -> JSONResponse:
+    # SQLAlchemy's "QueuePool limit ... reached, connection timed out": every
+    # pooled connection stayed busy for DB_POOL_TIMEOUT. Overload, not a bug.
+    log.warning("database pool exhausted: %s", exc)
+    return _unavailable("database")
+
+
 async def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database unreachable: %s", exc)
     return _unavailable("database")
@@ -149,6 +163,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _pool_exhausted)
     # asyncpg's own errors when no connection can be opened at all (the only
     # raw socket errors a request can meet: Redis and the broker wrap theirs):
     # refused, reset, the host name gone (a stopped container), a timeout.

@@ -23,6 +23,7 @@ from api.middleware import BodySizeLimit, SecurityHeaders
 from api.principals import PrincipalCache, TokenCache
 from api.proxy import ForwardedClient
 from api.request_context import RequestContext
+from api.upload_gate import UploadGate, UploadSlots
 from core.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from core.logging import configure_logging
 from core.migrations import head_revisions, known_revisions
@@ -67,6 +68,49 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.dispose()
 
 
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The middleware stack, innermost first."""
+    # Added innermost first: the size limit runs before any body is read, and
+    # every response (errors and CORS preflights too) gets the security headers.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.http.max_request_bytes,
+        # The multipart envelope (boundary, part headers) around the file.
+        per_path={IMPORT_PATH: settings.jobs.max_upload_bytes + 64 * 1024},
+    )
+    # Around the size limit: an upload's token and a free upload slot are
+    # checked before any of its body is read.
+    app.state.upload_slots = UploadSlots(settings.jobs.uploads_per_process)
+    app.add_middleware(
+        UploadGate,
+        path=IMPORT_PATH,
+        slots=app.state.upload_slots,
+        idle_seconds=settings.jobs.upload_idle_seconds,
+    )
+    origins = settings.http.cors_origin_list
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            # Credentials are never combined with a wildcard origin.
+            allow_credentials="*" not in origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            max_age=600,
+        )
+    app.add_middleware(
+        SecurityHeaders,
+        hsts=settings.app.environment == "production",
+        docs_prefixes=("/docs", "/openapi.json"),
+    )
+    # Outermost: the request id, the access log and the metrics cover
+    # everything above, rejections included.
+    app.add_middleware(RequestContext)
+    # Around all of it: the client's address behind our proxies, before the
+    # access log and the throttles read it.
+    app.add_middleware(ForwardedClient, trusted=settings.web.forwarded_allow_ips)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application."""
     settings = settings or load_settings_or_exit()
@@ -91,36 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
 
-    # Added innermost first: the size limit runs before any body is read, and
-    # every response (errors and CORS preflights too) gets the security headers.
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.http.max_request_bytes,
-        # The multipart envelope (boundary, part headers) around the file.
-        per_path={IMPORT_PATH: settings.jobs.max_upload_bytes + 64 * 1024},
-    )
-    origins = settings.http.cors_origin_list
-    if origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            # Credentials are never combined with a wildcard origin.
-            allow_credentials="*" not in origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            max_age=600,
-        )
-    app.add_middleware(
-        SecurityHeaders,
-        hsts=settings.app.environment == "production",
-        docs_prefixes=("/docs", "/openapi.json"),
-    )
-    # Outermost: the request id, the access log and the metrics cover
-    # everything above, rejections included.
-    app.add_middleware(RequestContext)
-    # Around all of it: the client's address behind our proxies, before the
-    # access log and the throttles read it.
-    app.add_middleware(ForwardedClient, trusted=settings.web.forwarded_allow_ips)
+    _add_middleware(app, settings)
     return app
 
 

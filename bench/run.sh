@@ -40,7 +40,10 @@ fi
 # outside ENVIRONMENT=test).
 secret_key=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 rm -f bench/.env.bench
-(umask 077; sed "s|^SECRET_KEY=.*|SECRET_KEY=${secret_key}|" .env.example > bench/.env.bench)
+# The jobs benchmark submits 16 uploads at once to measure throughput, past
+# the default UPLOADS_PER_PROCESS (4): raised here, as the test stack does.
+(umask 077; sed -e "s|^SECRET_KEY=.*|SECRET_KEY=${secret_key}|" \
+    -e "s|^UPLOADS_PER_PROCESS=.*|UPLOADS_PER_PROCESS=32|" .env.example > bench/.env.bench)
 
 export COMPOSE_PROJECT_NAME="${BENCH_PROJECT:-appstack-bench}"
 export APP_ENV_FILE=bench/.env.bench

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, event, func, select
+from sqlalchemy import ColumnElement, Connection, event, func, select
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -43,7 +43,11 @@ def _unique_statement_name() -> str:
 
 
 def create_engine(
-    settings: DatabaseSettings, *, application_name: str = "appstack", direct: bool = False
+    settings: DatabaseSettings,
+    *,
+    application_name: str = "appstack",
+    direct: bool = False,
+    statement_timeout: float | None = None,
 ) -> AsyncEngine:
     """An asyncpg engine, the one way every process (api, worker, migrations,
     the start-up connection budget) connects.
@@ -63,12 +67,25 @@ def create_engine(
 
     ``application_name`` names the connections in ``pg_stat_activity``
     unless the URL sets one.
+
+    ``statement_timeout``: seconds any one statement may run before Postgres
+    cancels it (SQLSTATE 57014, :func:`statement_cancelled`); default
+    DB_STATEMENT_TIMEOUT_SECONDS, and for ``direct`` engines none (0): a long
+    migration must not be cancelled halfway. See :func:`_limit_statements`.
     """
     url = settings.direct_url if direct else settings.url
     through_pooler = settings.pooled and not (direct and settings.database_direct_url)
     connect_args = _connect_args(url, application_name, through_pooler)
+    if statement_timeout is None:
+        statement_timeout = 0.0 if direct else settings.db_statement_timeout_seconds
+    timeout_ms = _milliseconds(statement_timeout)
+    if not through_pooler:
+        connect_args["server_settings"]["statement_timeout"] = str(timeout_ms)
     if direct or through_pooler:
-        return create_async_engine(url.url, connect_args=connect_args, poolclass=NullPool)
+        engine = create_async_engine(url.url, connect_args=connect_args, poolclass=NullPool)
+        if through_pooler:
+            _limit_statements(engine, timeout_ms)
+        return engine
     engine = create_async_engine(
         url.url,
         connect_args=connect_args,
@@ -98,6 +115,31 @@ def _connect_args(url: DatabaseURL, application_name: str, through_pooler: bool)
             "prepared_statement_name_func": _unique_statement_name,
         }
     return connect_args
+
+
+def _milliseconds(seconds: float) -> int:
+    """statement_timeout's unit; a positive limit never rounds down to 0 (none)."""
+    return max(1, round(seconds * 1000)) if seconds > 0 else 0
+
+
+def _limit_statements(engine: AsyncEngine, timeout_ms: int) -> None:
+    """The statement limit through a transaction pooler: SET LOCAL at the
+    start of every transaction (a prepared statement: two round trips more).
+
+    A direct connection gets it as a startup parameter (asyncpg's
+    ``server_settings``), for every statement and at no cost. PgBouncer
+    refuses that parameter ("unsupported startup parameter") and silently
+    drops it from ``options``; a session-level SET would stay on a server
+    connection that other clients then get. Statements in autocommit (the
+    api's read sessions) have no transaction to set it in: through a pooler
+    they get the role's default (README, DB_STATEMENT_TIMEOUT_SECONDS)."""
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _set_local(connection: Connection) -> None:
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
+        # Inside the begin event SQLAlchemy starts no second transaction.
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {timeout_ms}")
 
 
 # SQLAlchemy's pool_pre_ping pings on every checkout, which with asyncpg is
@@ -178,6 +220,17 @@ def sqlstate(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError):
         exc = exc.orig or exc
     return str(getattr(exc, "sqlstate", None) or "")
+
+
+# query_canceled: the statement ran past its statement_timeout (or someone
+# cancelled it with pg_cancel_backend).
+QUERY_CANCELED = "57014"
+
+
+def statement_cancelled(exc: BaseException) -> bool:
+    """Whether the server cancelled the statement, usually for running
+    longer than its statement_timeout."""
+    return sqlstate(exc) == QUERY_CANCELED
 
 
 async def save_unique(session: AsyncSession, obj: object, conflict: AppError) -> None:

@@ -14,10 +14,13 @@ import sys
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from core.settings_checks import DEV_SECRET_KEY, describe, refusal
+from core.settings_base import SettingsGroup
+from core.settings_checks import DEV_SECRET_KEY, BearerSecret, describe, refusal
+
+# A group of Settings, importable from here like the others.
+from core.settings_jobs import JobSettings as JobSettings
 from core.urls import DatabaseURL, check_redis_url, normalize_database_url
 
 Environment = Literal["development", "test", "production"]
@@ -29,12 +32,7 @@ class SettingsError(Exception):
     """Raised when an environment variable holds a value the stack cannot use."""
 
 
-class _Base(BaseSettings):
-    # Empty variables (``WEB_CONCURRENCY=`` in an env file) mean "use the default".
-    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
-
-
-class AppSettings(_Base):
+class AppSettings(SettingsGroup):
     """Process-wide settings."""
 
     environment: Environment = "development"
@@ -46,6 +44,9 @@ class AppSettings(_Base):
     # Errors (and, at the given rate, traces) go to Sentry when set.
     sentry_dsn: str | None = None
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # The bearer token GET /metrics requires when set; unset, /metrics is
+    # open (development, tests). Production refuses to start without one.
+    metrics_token: BearerSecret | None = None
 
     @field_validator("environment", "log_level", "log_format", mode="before")
     @classmethod
@@ -63,7 +64,7 @@ class AppSettings(_Base):
         return "json" if self.environment == "production" else "text"
 
 
-class AuthSettings(_Base):
+class AuthSettings(SettingsGroup):
     """Tokens, throttling of logins and registrations, the first superuser."""
 
     # Access tokens are short-lived: a stolen one is useful for minutes. The
@@ -92,7 +93,7 @@ class AuthSettings(_Base):
     first_superuser_password: str | None = Field(default=None, min_length=8, max_length=128)
 
 
-class HTTPSettings(_Base):
+class HTTPSettings(SettingsGroup):
     """Request limits and CORS."""
 
     # Comma-separated origins allowed to call the API from a browser.
@@ -105,7 +106,7 @@ class HTTPSettings(_Base):
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
 
-class DatabaseSettings(_Base):
+class DatabaseSettings(SettingsGroup):
     """Postgres connection and pool settings."""
 
     database_url: str = "postgresql://app:app@localhost:5432/app"
@@ -117,6 +118,9 @@ class DatabaseSettings(_Base):
     db_max_overflow: int = Field(default=0, ge=0, le=1000)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
+    # Longest one statement may run before Postgres cancels it (the request
+    # answers 503); jobs: JOB_STATEMENT_TIMEOUT_SECONDS, migrations: none.
+    db_statement_timeout_seconds: float = Field(default=30.0, ge=0.001, le=3600)
     # "transaction" when DATABASE_URL points at a transaction-mode pooler
     # (PgBouncer, Supabase's pooler): no client-side pool, no prepared
     # statement cache, uniquely named prepared statements.
@@ -156,7 +160,7 @@ class DatabaseSettings(_Base):
         return self.db_pooler == "transaction"
 
 
-class RedisSettings(_Base):
+class RedisSettings(SettingsGroup):
     """Redis, used as the Celery broker and by the API."""
 
     redis_url: str = "redis://localhost:6379/0"
@@ -167,7 +171,7 @@ class RedisSettings(_Base):
         return check_redis_url(value)
 
 
-class WebSettings(_Base):
+class WebSettings(SettingsGroup):
     """How gunicorn serves the API."""
 
     port: int = Field(default=8000, ge=1, le=65535)
@@ -192,39 +196,6 @@ class WebSettings(_Base):
                         f"has {item!r}, which is neither an address, a network nor *"
                     ) from None
         return value
-
-
-class JobSettings(_Base):
-    """Background jobs: uploads, retries and the relay's timing."""
-
-    # Largest CSV accepted by POST /api/v1/items/import (413 beyond it).
-    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
-    # Runs of one job before it is failed for good (a job whose worker keeps
-    # dying is not retried forever).
-    max_job_attempts: int = Field(default=3, ge=1, le=100)
-    # How often a running job proves it is alive.
-    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
-    # A running job silent for this long is taken back from its (dead) worker.
-    job_stale_after_seconds: float = Field(default=60.0, gt=0)
-    # A job still queued this long after its message was sent is sent again.
-    job_resend_after_seconds: float = Field(default=30.0, gt=0)
-    # How often the scheduler runs the relay.
-    relay_interval_seconds: float = Field(default=5.0, gt=0)
-    # CSV rows validated and written per database round trip.
-    import_batch_rows: int = Field(default=20_000, ge=1, le=100_000)
-    # Celery worker processes (prefork children) per worker container.
-    worker_concurrency: int = Field(default=2, ge=1, le=64)
-    # Port of the worker's Prometheus endpoint (internal network only); 0: off.
-    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
-
-    @model_validator(mode="after")
-    def _heartbeat_beats_staleness(self) -> JobSettings:
-        if self.job_stale_after_seconds < 2 * self.job_heartbeat_seconds:
-            raise ValueError(
-                "JOB_STALE_AFTER_SECONDS must be at least twice JOB_HEARTBEAT_SECONDS, "
-                "or live jobs would be taken back from their workers"
-            )
-        return self
 
 
 class Settings(BaseModel):

@@ -4,10 +4,10 @@ placeholder secrets, and what production must not run with."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -41,6 +41,19 @@ PLACEHOLDER_SECRET_KEY_FIX = (
 )
 
 
+def _header_safe(value: str) -> str:
+    # It travels in an Authorization header: visible ASCII only, or no client
+    # could send it as it is configured.
+    if not all("!" <= c <= "~" for c in value):
+        raise ValueError("must be printable ASCII without spaces (a bearer token)")
+    return value
+
+
+# A secret a client sends as a bearer token (METRICS_TOKEN): a header value,
+# so bounded; production also wants MIN_SECRET_KEY_BYTES of it.
+BearerSecret = Annotated[str, Field(max_length=1024), AfterValidator(_header_safe)]
+
+
 # Values of these variables may hold credentials and are never echoed back.
 _SECRET_FIELDS = {
     "secret_key",
@@ -49,6 +62,7 @@ _SECRET_FIELDS = {
     "database_direct_url",
     "redis_url",
     "first_superuser_password",
+    "metrics_token",
 }
 
 
@@ -97,4 +111,19 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append("DATABASE_DIRECT_URL has a missing or placeholder password")
     if "*" in settings.http.cors_origin_list:
         problems.append("CORS_ORIGINS allows '*'; list the allowed origins")
+    problems += _metrics_token_problems(settings.app.metrics_token)
     return problems
+
+
+def _metrics_token_problems(token: str | None) -> list[str]:
+    # Render has no proxy in front of the api to hide /metrics (Caddy does
+    # on a VM): the token is what keeps it from the internet.
+    if token is None:
+        return [
+            f"METRICS_TOKEN is unset, so /metrics would be public; set one ({RANDOM_KEY_COMMAND})"
+        ]
+    if token in PLACEHOLDER_SECRETS:
+        return [f"METRICS_TOKEN is a placeholder; generate a random one ({RANDOM_KEY_COMMAND})"]
+    if len(token.encode()) < MIN_SECRET_KEY_BYTES:
+        return [f"METRICS_TOKEN is shorter than {MIN_SECRET_KEY_BYTES} bytes"]
+    return []

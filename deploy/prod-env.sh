@@ -31,6 +31,7 @@ set_var HTTPS_PORT 8443
 set_var APP_ENV_FILE "$out"
 set_var SECRET_KEY "$(random 32)"
 set_var POSTGRES_PASSWORD "$(random 24)"
+set_var METRICS_TOKEN "$(random 32)"
 set_var BACKUP_DIR "$PWD/backups"
 for pair in "$@"; do
     set_var "${pair%%=*}" "${pair#*=}"

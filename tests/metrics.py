@@ -16,3 +16,9 @@ def counter(text: str, family_name: str, **labels: str) -> float:
                 ):
                     return sample.value
     return 0.0
+
+
+def scrape_headers(token: str | None) -> dict[str, str]:
+    """What a scrape of the api's /metrics sends: the METRICS_TOKEN bearer
+    when the api has one (unset or empty: /metrics is open)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}

@@ -46,11 +46,16 @@ def start() -> Runtime:
     global _runtime
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    db = get_settings().db
+    settings = get_settings()
     # One task at a time per child: a small pool (core.budget.worker_pool).
     pool_size, max_overflow = worker_pool()
-    db = db.model_copy(update={"db_pool_size": pool_size, "db_max_overflow": max_overflow})
-    engine = create_engine(db, application_name="worker")
+    db = settings.db.model_copy(update={"db_pool_size": pool_size, "db_max_overflow": max_overflow})
+    # A job's statements may run longer than a request's: a big import's COPY.
+    engine = create_engine(
+        db,
+        application_name="worker",
+        statement_timeout=settings.jobs.job_statement_timeout_seconds,
+    )
     _runtime = Runtime(os.getpid(), loop, engine, create_sessionmaker(engine))
     log.debug("worker runtime started in pid %s", _runtime.pid)
     return _runtime

@@ -3,7 +3,7 @@ item rules of :mod:`core.items.fields`, and writing exports. No database, no
 jobs: :mod:`core.items.jobs` runs these, :mod:`core.items.repository` stores
 what they return.
 
-An upload is checked at once (:func:`inspect_upload`: encoding, header); its
+An upload is checked at once (:mod:`core.items.uploads`: encoding, header); its
 rows are validated later, in batches (:func:`batches`), each row reported
 with its line, column and reason when it is refused.
 """
@@ -15,12 +15,18 @@ import io
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from core.items.rows import CSV_COLUMNS, Cells, Record, validate_rows
+from core.items.spreadsheet import export_row, import_row
 
 REQUIRED_COLUMNS = frozenset({"sku", "name", "price", "quantity"})
 KNOWN_COLUMNS = frozenset(CSV_COLUMNS)
+# A refused header names this many of its unknown columns (the first ones),
+# each cut to _NAME_SHOWN characters.
+MAX_NAMED_COLUMNS = 10
+_NAME_SHOWN = 40
 # The import report keeps this many row errors; the counts cover all of them.
 MAX_REPORTED_ERRORS = 1000
 # Content types browsers and tools send for a .csv file.
@@ -98,7 +104,10 @@ def parse_header(row: Sequence[str]) -> dict[str, int]:
     # In the order they first appear.
     unknown = dict.fromkeys(n for n in names if n not in KNOWN_COLUMNS)
     if unknown:
-        shown = ", ".join(repr(n) for n in unknown)
+        # The first few, shortened: the message stays short however long the header.
+        shown = ", ".join(repr(_shorten(n)) for n in islice(unknown, MAX_NAMED_COLUMNS))
+        if len(unknown) > MAX_NAMED_COLUMNS:
+            shown += f" and {len(unknown) - MAX_NAMED_COLUMNS} more"
         problems.append(f"unknown columns: {shown} (allowed: {', '.join(CSV_COLUMNS)})")
     repeated = sorted(n for n, count in Counter(names).items() if count > 1 and n in KNOWN_COLUMNS)
     if repeated:
@@ -108,15 +117,8 @@ def parse_header(row: Sequence[str]) -> dict[str, int]:
     return {name: position for position, name in enumerate(names)}
 
 
-def inspect_upload(data: bytes) -> None:
-    """Refuse at once what cannot be imported: an empty file, a file that is
-    not UTF-8, or a header with missing, unknown or repeated columns."""
-    if not data.strip():
-        raise UploadProblem("file is empty; expected a CSV header and rows")
-    content = decode(data)
-    if "\x00" in content:
-        raise UploadProblem("file contains NUL bytes; it is not a text CSV file")
-    parse_header(read_header(reader(content)))
+def _shorten(name: str) -> str:
+    return name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "..."
 
 
 @dataclass
@@ -167,9 +169,8 @@ def batches(rows: Reader, columns: dict[str, int], width: int, size: int) -> Ite
         else:
             description = None if description_at is None else cells[description_at] or None
             pending.lines.append(row_line)
-            pending.rows.append(
-                (cells[sku_at], cells[name_at], description, cells[price_at], cells[quantity_at])
-            )
+            row = (cells[sku_at], cells[name_at], description, cells[price_at], cells[quantity_at])
+            pending.rows.append(import_row(row))  # formulas' neutralisation undone
             if len(pending.rows) == _CHUNK:
                 pending.validate_into(batch)
         if batch.rows == size:
@@ -284,11 +285,9 @@ class ExportWriter:
         self._writer.writerow(CSV_COLUMNS)
 
     def write(self, rows: Iterable[Record]) -> None:
-        """Append rows (no description is an empty cell)."""
-        self._writer.writerows(
-            (sku, name, description or "", price, quantity)
-            for sku, name, description, price, quantity in rows
-        )
+        """Append rows (no description is an empty cell), text that would
+        start a formula neutralised (:mod:`core.items.spreadsheet`)."""
+        self._writer.writerows(export_row(row) for row in rows)
 
     def content(self) -> bytes:
         """The file, UTF-8."""

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import save_unique
 from core.errors import Conflict, NotFound, PayloadTooLarge, UnsupportedMediaType
-from core.items import csvfile, jobs, repository
+from core.items import csvfile, jobs, repository, uploads
 from core.jobs import service as job_service
 from core.models import Item, Job
 
@@ -63,6 +63,8 @@ async def delete(session: AsyncSession, owner_id: UUID, item_id: UUID) -> None:
 # A page of the owner's items, and the orders it can be sorted in.
 page = repository.page
 SortKey = repository.SortKey
+# The limits of an import's CSV header (import_max_header_bytes, import_max_columns).
+HeaderLimits = uploads.HeaderLimits
 
 
 async def start_import(
@@ -74,17 +76,18 @@ async def start_import(
     filename: str | None,
     content_type: str | None,
     max_bytes: int,
+    header: uploads.HeaderLimits,
 ) -> Job:
-    """Queue an import of the CSV file ``data``. Refused at once: a declared
-    media type that is not CSV's (:class:`UnsupportedMediaType`), more than
-    ``max_bytes`` (:class:`PayloadTooLarge`), a file that is not UTF-8 or
-    whose header is wrong (:class:`csvfile.UploadProblem`; the API answers
-    422)."""
-    if content_type and not csvfile.is_csv_media_type(content_type):
-        raise UnsupportedMediaType(f"expected a CSV file (text/csv), got {content_type[:100]!r}")
+    """Queue an import of the CSV file ``data`` (stored as it is: no copy).
+    Refused at once: a declared media type that is not CSV's
+    (:class:`UnsupportedMediaType`), more than ``max_bytes``
+    (:class:`PayloadTooLarge`), a file that is not UTF-8 or whose header is
+    wrong or longer than ``header`` allows (:class:`csvfile.UploadProblem`;
+    the API answers 422)."""
+    _check_media_type(content_type)
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"file is larger than the limit of {max_bytes} bytes")
-    await anyio.to_thread.run_sync(csvfile.inspect_upload, data)
+    await anyio.to_thread.run_sync(uploads.inspect_upload, data, header)
     return await job_service.enqueue(
         session,
         producer,
@@ -97,6 +100,19 @@ async def start_import(
         },
         input_file=data,
     )
+
+
+def check_import_head(content_type: str | None, head: bytes, header: uploads.HeaderLimits) -> None:
+    """The checks of :func:`start_import` that the first ``header.head_bytes``
+    of a file settle (its media type and header), for a caller that can
+    refuse an upload before the rest of it arrives."""
+    _check_media_type(content_type)
+    uploads.check_header(head, header, complete=False)
+
+
+def _check_media_type(content_type: str | None) -> None:
+    if content_type and not csvfile.is_csv_media_type(content_type):
+        raise UnsupportedMediaType(f"expected a CSV file (text/csv), got {content_type[:100]!r}")
 
 
 async def start_export(

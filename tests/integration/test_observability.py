@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.models import Job
 from core.observability import init_sentry
 from core.settings import Settings
-from tests.metrics import counter
+from tests.metrics import counter, scrape_headers
 
 FAMILY = "appstack_http_requests"
 
@@ -55,13 +55,16 @@ async def test_a_job_remembers_the_request_that_created_it(
 
 
 async def test_metrics_count_a_request_under_its_route_template(
-    client: httpx.AsyncClient, user_headers: dict[str, str]
+    client: httpx.AsyncClient, user_headers: dict[str, str], settings: Settings
 ) -> None:
     route = "/api/v1/items/{item_id}"
-    before = counter((await client.get("/metrics")).text, FAMILY, route=route, status="404")
+    scrape = scrape_headers(settings.app.metrics_token)
+    before = counter(
+        (await client.get("/metrics", headers=scrape)).text, FAMILY, route=route, status="404"
+    )
     missing = await client.get(f"/api/v1/items/{uuid.uuid4()}", headers=user_headers)
     assert missing.status_code == 404
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers=scrape)
     assert response.headers["content-type"].startswith("text/plain")
     assert counter(response.text, FAMILY, route=route, status="404") == before + 1
     assert "appstack_http_request_duration_seconds_bucket" in response.text
@@ -100,6 +103,16 @@ def test_sentry_is_off_without_a_dsn(settings: Settings) -> None:
     assert init_sentry(settings.app.model_copy(update={"sentry_dsn": None}), component="x") is False
 
 
+@pytest.fixture
+def sentry_off_afterwards() -> Iterator[None]:
+    """The SDK patches FastAPI for the rest of the process; afterwards it gets
+    a client without a DSN that, like ours, never reads a request's body (the
+    SDK's default would parse small forms ahead of the routes of later tests)."""
+    yield
+    sentry_sdk.init(dsn=None, max_request_body_size="never")
+
+
+@pytest.mark.usefixtures("sentry_off_afterwards")
 def test_sentry_dsn_sends_errors_to_sentry(settings: Settings, sentry_server: str) -> None:
     app = settings.app.model_copy(update={"sentry_dsn": sentry_server})
     assert init_sentry(app, component="api") is True
@@ -113,3 +126,6 @@ def test_sentry_dsn_sends_errors_to_sentry(settings: Settings, sentry_server: st
     assert path == "/api/1/envelope/"
     assert b"reported to sentry" in body
     assert b'"component":"api"' in body
+    # Request bodies are never read for an event (an upload would be parsed
+    # and spooled before its route runs).
+    assert sentry_sdk.get_client().options["max_request_body_size"] == "never"

@@ -42,11 +42,26 @@ def test_plain_http_redirects_to_https() -> None:
 
 def test_metrics_are_internal_only(https: httpx.Client) -> None:
     assert https.get("/metrics").status_code == 404
-    script = (
-        "import urllib.request as u; "
-        "print(u.urlopen('http://127.0.0.1:8000/metrics', timeout=5).read().decode())"
+    # Caddy hides the path whatever the request carries, the token included.
+    token = env_value("METRICS_TOKEN")
+    with_token = https.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert with_token.status_code == 404
+    # Inside, the api asks for METRICS_TOKEN too (a scraper on the backend
+    # network sends it), as it does on Render where no proxy hides the path.
+    anonymous = (
+        "import urllib.request as u, urllib.error as e\n"
+        "try: print(u.urlopen('http://127.0.0.1:8000/metrics', timeout=5).status)\n"
+        "except e.HTTPError as x: print(x.code, x.headers['WWW-Authenticate'])"
     )
-    inside = compose("exec", "-T", "api", "python", "-c", script).stdout
+    refused = compose("exec", "-T", "api", "python", "-c", anonymous).stdout
+    assert refused.split() == ["401", "Bearer"]
+    scrape = (
+        "import os, urllib.request as u\n"
+        "auth = {'Authorization': 'Bearer ' + os.environ['METRICS_TOKEN']}\n"
+        "r = u.Request('http://127.0.0.1:8000/metrics', headers=auth)\n"
+        "print(u.urlopen(r, timeout=5).read().decode())"
+    )
+    inside = compose("exec", "-T", "api", "python", "-c", scrape).stdout
     assert "appstack_http_requests_total" in inside
 
 
@@ -144,6 +159,7 @@ def test_placeholder_secrets_refuse_to_start() -> None:
     assert "refusing to start in production" in output, output
     assert "SECRET_KEY is a placeholder" in output, output
     assert "DATABASE_URL has a missing or placeholder password" in output, output
+    assert "METRICS_TOKEN is a placeholder" in output, output
 
 
 def script(name: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

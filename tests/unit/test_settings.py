@@ -96,6 +96,7 @@ def test_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "rediss://:pw@cache.example:6380/2")
     monkeypatch.setenv("ENVIRONMENT", "Production")
     monkeypatch.setenv("SECRET_KEY", "s" * 40)
+    monkeypatch.setenv("METRICS_TOKEN", "m" * 40)
     monkeypatch.setenv("LOG_LEVEL", "debug")
     monkeypatch.setenv("PORT", "10000")
     monkeypatch.setenv("WEB_CONCURRENCY", "4")
@@ -191,12 +192,14 @@ def test_entry_points_fail_with_one_line(command: list[str]) -> None:
 
 
 STRONG_KEY = "k" * 48
+STRONG_METRICS_TOKEN = "m" * 48
 
 
 def production(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
     values = {
         "ENVIRONMENT": "production",
         "SECRET_KEY": STRONG_KEY,
+        "METRICS_TOKEN": STRONG_METRICS_TOKEN,
         "DATABASE_URL": "postgres://app:Xq9-long-db-password@db:5432/app",
         **env,
     }
@@ -231,6 +234,8 @@ PRODUCTION_PLACEHOLDER_KEY = (
             "DATABASE_URL has a missing or placeholder password",
         ),
         ({"CORS_ORIGINS": "https://a.example.com, *"}, "CORS_ORIGINS allows '*'"),
+        ({"METRICS_TOKEN": "changethis"}, "METRICS_TOKEN is a placeholder; generate a random"),
+        ({"METRICS_TOKEN": "m" * 31}, "METRICS_TOKEN is shorter than 32 bytes"),
     ],
 )
 def test_production_guard(
@@ -355,6 +360,7 @@ def test_api_and_worker_refuse_to_start_in_production_with_placeholders(command:
         "PYTHONPATH": ".",
         "ENVIRONMENT": "production",
         "DATABASE_URL": "postgres://app:app@db/app",
+        "METRICS_TOKEN": STRONG_METRICS_TOKEN,
     }
     done = subprocess.run(
         [sys.executable, *command], env=env, capture_output=True, text=True, timeout=60
@@ -364,3 +370,72 @@ def test_api_and_worker_refuse_to_start_in_production_with_placeholders(command:
         f"configuration error: refusing to start in production: {PRODUCTION_PLACEHOLDER_KEY}; "
         "DATABASE_URL has a missing or placeholder password"
     ]
+
+
+# What production says without METRICS_TOKEN: /metrics would be public on
+# Render, where no proxy hides it.
+METRICS_TOKEN_UNSET = (
+    "METRICS_TOKEN is unset, so /metrics would be public; set one "
+    "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+)
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_production_requires_a_metrics_token(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    production(monkeypatch)
+    if value is None:
+        monkeypatch.delenv("METRICS_TOKEN")
+    else:
+        monkeypatch.setenv("METRICS_TOKEN", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == f"refusing to start in production: {METRICS_TOKEN_UNSET}"
+
+
+def test_production_accepts_a_32_byte_metrics_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    production(monkeypatch, METRICS_TOKEN="m" * 32)
+    assert load_settings().app.metrics_token == "m" * 32
+
+
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_metrics_token_is_optional_outside_production(
+    monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
+    """Unset, /metrics stays open: a laptop, the test stack."""
+    monkeypatch.setenv("ENVIRONMENT", environment)
+    monkeypatch.setenv("SECRET_KEY", random_key())
+    assert load_settings().app.metrics_token is None
+    monkeypatch.setenv("METRICS_TOKEN", "short")  # any length will do there
+    assert load_settings().app.metrics_token == "short"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("has space-in-it", "METRICS_TOKEN must be printable ASCII without spaces"),
+        ("caf\u00e9-token", "METRICS_TOKEN must be printable ASCII without spaces"),
+        ("tab\tinside", "METRICS_TOKEN must be printable ASCII without spaces"),
+        ("x" * 1025, "METRICS_TOKEN: String should have at most 1024 characters"),
+    ],
+    ids=["space", "non-ascii", "tab", "too-long"],
+)
+def test_bad_metrics_tokens_are_named_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    """A token that no Authorization header could carry as configured, or an
+    oversized one, stops the process; the value itself is never printed."""
+    monkeypatch.setenv("SECRET_KEY", random_key())
+    monkeypatch.setenv("METRICS_TOKEN", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert message in str(info.value)
+    assert value not in str(info.value)
+    assert "x" * 20 not in str(info.value)
+
+
+def test_a_metrics_token_of_1024_characters_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", random_key())
+    monkeypatch.setenv("METRICS_TOKEN", "x" * 1024)
+    assert load_settings().app.metrics_token == "x" * 1024
