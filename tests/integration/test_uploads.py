@@ -331,6 +331,18 @@ async def test_a_wrong_media_type_is_a_415_on_the_first_bytes(live: Live) -> Non
         await upload.close()
 
 
+async def slots_free_and_an_upload_accepted(live: Live) -> None:
+    """Every slot is given back, and a new upload is accepted."""
+    await eventually(lambda: live.slots.active == 0)
+    async with live.client() as client:
+        again = await client.post(
+            IMPORT_PATH,
+            files={"file": ("items.csv", rows(1000), "text/csv")},
+            headers={"Authorization": live.authorization},
+        )
+    assert again.status_code == 202, again.text
+
+
 async def hold(live: Live, count: int) -> list[RawUpload]:
     """``count`` valid uploads, their first bytes sent, holding their slots."""
     held = []
@@ -370,14 +382,7 @@ async def test_uploads_past_the_per_process_limit_are_503_until_a_slot_frees(
         finally:
             for upload in [*held, extra]:
                 await upload.close()
-        await eventually(lambda: live.slots.active == 0)
-        async with live.client() as client:
-            again = await client.post(
-                IMPORT_PATH,
-                files={"file": ("items.csv", rows(1000), "text/csv")},
-                headers={"Authorization": live.authorization},
-            )
-        assert again.status_code == 202, again.text
+        await slots_free_and_an_upload_accepted(live)
         assert live.slots.active == 0
 
 
@@ -414,14 +419,7 @@ async def test_a_slot_is_given_back_however_the_upload_ends(
             assert await ending(upload) == status
         finally:
             await upload.close()
-        await eventually(lambda: live.slots.active == 0)
-        async with live.client() as client:
-            again = await client.post(
-                IMPORT_PATH,
-                files={"file": ("items.csv", rows(1000), "text/csv")},
-                headers={"Authorization": live.authorization},
-            )
-        assert again.status_code == 202, again.text
+        await slots_free_and_an_upload_accepted(live)
 
 
 async def test_a_stalled_upload_is_dropped_and_frees_its_slot(
@@ -439,14 +437,7 @@ async def test_a_stalled_upload_is_dropped_and_frees_its_slot(
             assert b'"code":"request_timeout"' in answer.body
         finally:
             await stalled.close()
-        await eventually(lambda: live.slots.active == 0)
-        async with live.client() as client:
-            again = await client.post(
-                IMPORT_PATH,
-                files={"file": ("items.csv", rows(1000), "text/csv")},
-                headers={"Authorization": live.authorization},
-            )
-        assert again.status_code == 202, again.text
+        await slots_free_and_an_upload_accepted(live)
 
 
 async def test_a_logged_out_token_is_refused_by_the_route_before_the_body(live: Live) -> None:
