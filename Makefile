@@ -111,7 +111,8 @@ PROD_ENV ?= .env.prod.local
 PROD := $(COMPOSE) -p appstack-local -f docker-compose.prod.yml --env-file $(PROD_ENV)
 
 prod-up: docker ## the production stack locally (DOMAIN=localhost, generated secrets)
-	@[ -f $(PROD_ENV) ] || ./deploy/prod-env.sh $(PROD_ENV)
+	@if [ -f $(PROD_ENV) ]; then ./deploy/prod-env.sh --add-missing $(PROD_ENV); \
+	else ./deploy/prod-env.sh $(PROD_ENV); fi
 	$(PROD) up --build -d --wait
 	@echo
 	@echo "  API   https://localhost:$$(sed -n 's/^HTTPS_PORT=//p' $(PROD_ENV))  (Caddy's local CA:"

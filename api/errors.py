@@ -81,11 +81,12 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, exc.headers)
 
 
-def _unavailable(service: str) -> JSONResponse:
+def _unavailable(service: str | None) -> JSONResponse:
+    named = f" ({service})" if service else ""
     return error_response(
         503,
         "service_unavailable",
-        f"a backing service ({service}) is unavailable; retry shortly",
+        f"a backing service{named} is unavailable; retry shortly",
         {"Retry-After": "5"},
     )
 
@@ -149,9 +150,12 @@ async def _pool_exhausted(_: Request, exc: Exception) -> JSONResponse:
     return _unavailable("database")
 
 
-async def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unreachable: %s", exc)
-    return _unavailable("database")
+async def _unreachable(_: Request, exc: Exception) -> JSONResponse:
+    # A raw socket error or timeout does not say whose it was (asyncpg's
+    # connect, but also any other client without its own error types): the
+    # answer names no service, the log has the exception and its origin.
+    log.warning("backing service unreachable", exc_info=exc)
+    return _unavailable(None)
 
 
 def install(app: FastAPI) -> None:
@@ -164,22 +168,23 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _pool_exhausted)
-    # asyncpg's own errors when no connection can be opened at all (the only
-    # raw socket errors a request can meet: Redis and the broker wrap theirs):
-    # refused, reset, the host name gone (a stopped container), a timeout.
+    # Raw socket errors when no connection can be opened at all (asyncpg's
+    # own; Redis and the broker wrap theirs): refused, reset, the host name
+    # gone (a stopped container), a timeout.
     for error in (ConnectionError, socket.gaierror, TimeoutError):
-        app.add_exception_handler(error, _database_unreachable)
+        app.add_exception_handler(error, _unreachable)
 
 
 _DESCRIPTIONS = {
     400: "Malformed body (not JSON or form data as its Content-Type says, or not UTF-8)",
     401: "Missing, invalid or expired access token",
-    403: "Not allowed (inactive account, or not a superuser)",
+    403: "Not allowed (inactive account, not a superuser, or a quota only you can free)",
     404: "Not found (or not yours)",
     409: "Conflicts with a stored resource",
+    410: "Gone: deleted after its retention period (an expired job result)",
     413: "Request body too large",
     415: "Unsupported media type (not a CSV file)",
-    429: "Too many attempts; see Retry-After",
+    429: "Too many requests (rate limit, login attempts or a per-user quota); see Retry-After",
 }
 
 
@@ -196,8 +201,9 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return result
 
 
-# Every route that needs a token can answer these.
-AUTH_ERRORS = (401, 403)
+# Every route that needs a token can answer these (429: the request rate
+# limits of api/ratelimit.py, which also answer the public routes).
+AUTH_ERRORS = (401, 403, 429)
 # Every route that reads a JSON body can answer these.
 BODY_ERRORS = (400, 413)
 # Every route on one resource the caller owns (an item, a job) can answer

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from core.budget import log_budget
-from core.cpu import effective_cpus, gunicorn_workers
+from core.cpu import cgroup_memory_limit, effective_cpus, gunicorn_workers, upload_memory_warning
 from core.metrics import process_exited, start_multiprocess_metrics
 from core.settings import load_settings_or_exit
 
@@ -53,3 +53,11 @@ def on_starting(server: object) -> None:
     source = "WEB_CONCURRENCY" if _settings.web.web_concurrency else f"{_cpus} effective CPUs"
     logging.getLogger("gunicorn.error").info("%d workers (%s)", workers, source)
     log_budget(_settings, api_processes=workers, worker_processes=_settings.jobs.worker_concurrency)
+    warning = upload_memory_warning(
+        processes=workers,
+        slots=_settings.jobs.uploads_per_process,
+        max_bytes=_settings.jobs.max_upload_bytes,
+        limit=cgroup_memory_limit(),
+    )
+    if warning:
+        logging.getLogger("gunicorn.error").warning(warning)

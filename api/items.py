@@ -63,7 +63,7 @@ _UPLOADS_BUSY = {
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
     responses={
-        **responses(*AUTH_ERRORS, *BODY_ERRORS, 415),
+        **responses(*AUTH_ERRORS, *BODY_ERRORS, 415, 429),
         422: _VALIDATION_ERROR,
         503: _UPLOADS_BUSY,
     },
@@ -105,6 +105,7 @@ async def import_items(
             content_type=upload.content_type,
             max_bytes=limits.max_upload_bytes,
             header=header,
+            file_limits=service.FileLimits.of(limits),
         )
     except UploadProblem as exc:
         raise RequestValidationError(
@@ -117,19 +118,27 @@ async def import_items(
     "/export",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=responses(*AUTH_ERRORS),
+    responses=responses(*AUTH_ERRORS, 429),
 )
 async def export_items(
     caller: Caller,
     session: WriteSession,
     producer: ProducerDep,
+    settings: SettingsDep,
     request: Request,
     response: Response,
     q: SearchText = None,
 ) -> JobRead:
     """Queue an export of your items (those whose name contains ``q``, when
-    given) as CSV; download it from the job's ``/result``."""
-    job = await service.start_export(session, producer, owner_id=caller.id, q=q)
+    given) as CSV; download it from the job's ``/result`` within
+    RESULT_RETENTION_HOURS. 429 while your stored job files are at their quota."""
+    job = await service.start_export(
+        session,
+        producer,
+        owner_id=caller.id,
+        q=q,
+        file_limits=service.FileLimits.of(settings.jobs),
+    )
     return accepted(job, request, response)
 
 
@@ -139,9 +148,13 @@ async def export_items(
     response_model=ItemRead,
     responses=responses(*AUTH_ERRORS, *BODY_ERRORS, 409),
 )
-async def create_item(body: ItemCreate, caller: Caller, session: WriteSession) -> ItemRead:
-    """Create an item. Its sku must be new among your items."""
-    item = await service.create(session, caller.id, body.model_dump())
+async def create_item(
+    body: ItemCreate, caller: Caller, session: WriteSession, settings: SettingsDep
+) -> ItemRead:
+    """Create an item. Its sku must be new among your items, and you may own
+    at most ``MAX_ITEMS_PER_USER`` items (403 ``quota_exceeded`` beyond)."""
+    max_items = settings.jobs.max_items_per_user
+    item = await service.create(session, caller.id, body.model_dump(), max_items=max_items)
     return ItemRead.model_validate(item)
 
 

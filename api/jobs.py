@@ -9,9 +9,9 @@ from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.deps import Caller, ProducerDep, ReadSession, WriteSession
+from api.deps import Caller, ProducerDep, ReadSession, SettingsDep, WriteSession
 from api.errors import AUTH_ERRORS, BODY_ERRORS, OWNED_RESOURCE_RESPONSES, responses
 from api.schemas.common import Limit, Offset
 from api.schemas.jobs import GET_JOB_ROUTE, JobPage, JobRead, PingCreate, accepted
@@ -71,24 +71,34 @@ async def get_job(job_id: UUID, caller: Caller, session: ReadSession) -> JobRead
     "/{job_id}/result",
     response_model=dict[str, Any],
     responses={
-        **responses(*AUTH_ERRORS, 404, 409),
+        **responses(*AUTH_ERRORS, 404, 409, 410),
         200: {
             "description": "The file the job produced (an export: CSV), else its result as JSON",
             "content": {"text/csv": {"schema": {"type": "string"}}},
         },
     },
 )
-async def get_job_result(job_id: UUID, caller: Caller, session: ReadSession) -> Response:
+async def get_job_result(
+    job_id: UUID, caller: Caller, session: ReadSession, settings: SettingsDep, request: Request
+) -> Response:
     """The result of one of your succeeded jobs: the file it produced as a
     download (an export's CSV), else its JSON result (an import's report:
     counts and the first 1,000 row errors). 409 while the job has not
-    succeeded."""
-    outcome = await service.result(session, caller.id, job_id)
-    if isinstance(outcome, service.ResultFile):
-        return Response(
-            outcome.content,
+    succeeded; 410 once its file has expired (RESULT_RETENTION_HOURS)."""
+    outcome = await service.result(
+        session, caller.id, job_id, retention_hours=settings.jobs.result_retention_hours
+    )
+    if isinstance(outcome, service.StoredFile):
+        # Streamed one chunk per query, each in a short session of its own
+        # (the route's session is closed by then): a slow client holds no
+        # pooled connection while it reads.
+        return StreamingResponse(
+            service.read_file(request.app.state.read_sessionmaker, outcome),
             media_type=outcome.media_type,
-            headers={"Content-Disposition": attachment(outcome.filename)},
+            headers={
+                "Content-Length": str(outcome.size),
+                "Content-Disposition": attachment(outcome.filename),
+            },
         )
     return JSONResponse(outcome)
 

@@ -22,6 +22,7 @@ from api import auth, errors, health, items, jobs, metrics, users
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.principals import PrincipalCache, TokenCache
 from api.proxy import ForwardedClient
+from api.ratelimit import RateLimit, RateLimiter
 from api.request_context import RequestContext
 from api.upload_gate import UploadGate, UploadSlots
 from core.db import create_engine, create_read_sessionmaker, create_sessionmaker
@@ -63,6 +64,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if limiter := getattr(app.state, "rate_limiter", None):
+            await limiter.aclose()
         app.state.producer.close()
         await app.state.redis.aclose()
         await engine.dispose()
@@ -87,6 +90,11 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         slots=app.state.upload_slots,
         idle_seconds=settings.jobs.upload_idle_seconds,
     )
+    # Around the upload gate, inside CORS: a refused request is not read, and
+    # its 429 carries the CORS headers a browser needs to read it.
+    if settings.ratelimit.rate_limit_enabled:
+        app.state.rate_limiter = RateLimiter(settings)
+        app.add_middleware(RateLimit, limiter=app.state.rate_limiter)
     origins = settings.http.cors_origin_list
     if origins:
         app.add_middleware(
@@ -96,6 +104,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             allow_credentials="*" not in origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["RateLimit", "RateLimit-Policy", "Retry-After"],
             max_age=600,
         )
     app.add_middleware(

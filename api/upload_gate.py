@@ -8,7 +8,9 @@ the route does, and without a database round trip: the bearer token's
 signature and expiry (``api.deps.token_claims``, through this process's token
 cache), then takes one of UPLOADS_PER_PROCESS slots. A refusal says
 ``Connection: close``, so the server stops reading and the client stops
-sending. The route still checks the token's session (revocation).
+sending; so does any answer the route gives before the whole body arrived
+(413, 415, a 422 header, a revoked session, a quota), for the same reason.
+The route still checks the token's session (revocation).
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ class UploadGate:
             )
             await _refuse(busy, scope, receive, send)
             return
+        body = _BodyProgress()
         try:
-            await self.app(scope, self._timed(receive), send)
+            await self.app(scope, self._timed(body.tracking(receive)), body.closing(send))
         finally:
             self.slots.give_back()
 
@@ -95,6 +98,34 @@ class UploadGate:
                 raise UploadStalled(self.idle_seconds) from None
 
         return timed_receive
+
+
+class _BodyProgress:
+    """Whether the request's body has been read to its end, and a ``send``
+    that closes the connection when the answer comes before that: a server
+    that keeps the connection would have to read (uvicorn: discard) the rest
+    of an upload it has already refused."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def tracking(self, receive: Receive) -> Receive:
+        async def tracked() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                self.done = True
+            return message
+
+        return tracked
+
+    def closing(self, send: Send) -> Send:
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not self.done:
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        return closing_send
 
 
 class UploadStalled(HTTPException):

@@ -10,6 +10,8 @@
    reported.
 2. Submit-to-succeeded latency of 1-row imports, one at a time.
 3. Throughput: 1,000 1-row imports submitted at once, until all succeeded.
+4. Fairness: user B's 1-row import, submit to succeeded by the server's
+   clock, idle and behind user A's 200 queued 1-row imports (medians of 5).
 
 Prints a table and merges its figures into ``bench/results/latest.json``.
 """
@@ -173,6 +175,54 @@ def jobs_per_s(client: Client, count: int, threads: int = 16) -> float:
     return count / (time.perf_counter() - started)
 
 
+def server_ms(job: dict[str, Any]) -> float:
+    """A job's submit-to-succeeded time by the server's clock (insert to
+    recorded success), free of the client's polling."""
+    created, done = (datetime.fromisoformat(job[k]) for k in ("created_at", "finished_at"))
+    return (done - created).total_seconds() * 1000
+
+
+def fairness(backlog: int, samples: int = 5) -> dict[str, float]:
+    """User B's 1-row import, idle and behind user A's ``backlog`` queued
+    1-row imports: medians of ``samples`` runs each, and their ratio.
+
+    A's jobs are queued while the worker is paused: one user's submits take
+    turns (its quota lock), and the worker takes 1-row imports faster than
+    one user queues them, so no backlog would form otherwise."""
+    a, b = Client(), Client()
+
+    def b_ms() -> float:
+        content = f"{HEADER}FAIR-{uuid.uuid4().hex[:8]},Fair,,1.00,1\n".encode()
+        return server_ms(b.wait(b.upload(content), interval=0.005))
+
+    idle = statistics.median(b_ms() for _ in range(samples))
+    compose("pause", "worker")
+    try:
+        with ThreadPoolExecutor(8) as pool:
+
+            def submit(chunk: range) -> None:
+                with httpx.Client(base_url=API_URL, timeout=60) as http:
+                    for n in chunk:
+                        a.upload(f"{HEADER}BACK-{n:05d},Backlog,,1.00,1\n".encode(), http)
+
+            list(pool.map(submit, [range(i, backlog, 8) for i in range(8)]))
+    finally:
+        compose("unpause", "worker")
+    while not a.succeeded():
+        time.sleep(0.01)
+    behind = statistics.median(b_ms() for _ in range(samples))
+    left = backlog - a.succeeded()
+    while a.succeeded() < backlog:
+        time.sleep(0.1)
+    return {
+        "fair_idle_p50_ms": round(idle, 1),
+        "fair_behind_p50_ms": round(behind, 1),
+        "fair_ratio": round(behind / idle, 2),
+        "fair_backlog": backlog,
+        "fair_backlog_left": left,
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100), nearest rank."""
     ordered = sorted(values)
@@ -185,6 +235,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--throughput-jobs", type=int, default=1000)
+    parser.add_argument("--backlog-jobs", type=int, default=200)
     args = parser.parse_args()
 
     content = generate_csv(args.rows)
@@ -200,6 +251,7 @@ def main() -> None:
     client = Client()
     latencies = one_row_latencies(client, args.latency_jobs)
     throughput = jobs_per_s(client, args.throughput_jobs)
+    fair = fairness(args.backlog_jobs)
 
     figures = {
         "import_rows": args.rows,
@@ -211,6 +263,7 @@ def main() -> None:
         "job_latency_p50_ms": round(percentile(latencies, 50), 1),
         "job_latency_p95_ms": round(percentile(latencies, 95), 1),
         "jobs_per_s": round(throughput, 1),
+        **fair,
         "cores": os.cpu_count(),
     }
     rows = [
@@ -223,6 +276,11 @@ def main() -> None:
         (
             f"throughput over {args.throughput_jobs} 1-row imports",
             f"{figures['jobs_per_s']} jobs/s",
+        ),
+        (
+            f"B's 1-row import, idle / behind A's {args.backlog_jobs} (p50)",
+            f"{fair['fair_idle_p50_ms']} / {fair['fair_behind_p50_ms']} ms "
+            f"({fair['fair_ratio']}x; target <= 2)",
         ),
     ]
     width = max(len(name) for name, _ in rows)

@@ -124,6 +124,22 @@ SECTIONS: list[tuple[str, list[Row]]] = [
             Row("1-row import latency p50", "job_latency_p50_ms", "ms"),
             Row("1-row import latency p95", "job_latency_p95_ms", "ms"),
             Row("1-row imports submitted at once", "jobs_per_s", "jobs/s"),
+            Row("user B's 1-row import, idle p50", "fair_idle_p50_ms", "ms"),
+            Row("  behind user A's 200 queued jobs, p50", "fair_behind_p50_ms", "ms"),
+            Row("  behind / idle", "fair_ratio", "", ("<=", 2)),
+        ],
+    ),
+    (
+        "memory with maximum-size (20 MiB) files, MB = 10^6 B",
+        [
+            Row("api container, idle", "api_upload_idle_mb", "MB"),
+            Row("api container, peak during 8 concurrent uploads", "api_upload_peak_mb", "MB"),
+            Row("  largest api process, peak", "api_upload_process_rss_peak_mb", "MB"),
+            Row("worker container, idle", "worker_import_idle_mb", "MB"),
+            Row("worker container, peak during one import", "worker_import_peak_mb", "MB"),
+            Row("  largest worker process, peak", "worker_import_process_rss_peak_mb", "MB"),
+            Row("  that import: rows", "worker_import_rows"),
+            Row("  that import: upload to succeeded", "worker_import_seconds", "s"),
         ],
     ),
 ]

@@ -74,3 +74,36 @@ def gunicorn_workers(web_concurrency: int | None, cpus: int) -> int:
     if web_concurrency is not None:
         return web_concurrency
     return 2 * cpus + 1
+
+
+def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
+    """The container's memory limit in bytes (cgroup v2 ``memory.max``, then
+    v1 ``memory.limit_in_bytes``), or ``None`` when unlimited or unknown."""
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        value = _read(path)
+        if value is None:
+            continue
+        # v1 reports "no limit" as a huge number rounded to the page size.
+        if value.isdigit() and int(value) < 1 << 60:
+            return int(value)
+        return None
+    return None
+
+
+def upload_memory_warning(
+    *, processes: int, slots: int, max_bytes: int, limit: int | None
+) -> str | None:
+    """A warning when every API process reading ``slots`` uploads of
+    ``max_bytes`` at once (each held in one buffer) could take more than half
+    of the container's memory ``limit``; ``None`` when it fits or there is no
+    limit. The rest is for the processes themselves and the page cache."""
+    worst = processes * slots * max_bytes
+    if limit is None or worst <= limit // 2:
+        return None
+    mib = 1024 * 1024
+    return (
+        f"uploads could hold {worst // mib} MiB at once ({processes} processes x "
+        f"UPLOADS_PER_PROCESS={slots} x MAX_UPLOAD_BYTES={max_bytes // mib} MiB), more than "
+        f"half of the container's memory limit ({limit // mib} MiB): lower one of them, "
+        "or raise the limit"
+    )

@@ -100,3 +100,25 @@ class UnsupportedMediaType(AppError):
 
     status_code = 415
     code = "unsupported_media_type"
+
+
+class Gone(AppError):
+    """The resource existed and was deleted on purpose (an expired job result)."""
+
+    status_code = 410
+    code = "gone"
+
+
+class QuotaExceeded(AppError):
+    """A per-user quota is used up. 429 with ``Retry-After`` when the quota frees
+    itself over time (active jobs finish, stored files expire); 403 when only the
+    user can free it (deleting items)."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(
+            message, headers={"Retry-After": str(retry_after)} if retry_after is not None else None
+        )
+        self.status_code = 429 if retry_after is not None else 403
+        self.retry_after = retry_after

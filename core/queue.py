@@ -22,6 +22,10 @@ TASK_RELAY = "jobs.relay"
 TASK_SESSION_CLEANUP = "users.cleanup_sessions"
 # Expired logins (auth sessions, refresh tokens) are deleted this often.
 SESSION_CLEANUP_INTERVAL_SECONDS = 3600
+TASK_PURGE_RESULTS = "jobs.purge_results"
+# Result files past RESULT_RETENTION_HOURS are deleted this often (the
+# result route answers 410 from the moment they expire, purged or not).
+RESULT_PURGE_INTERVAL_SECONDS = 600
 JOB_QUEUE = "jobs"
 # The relay has its own queue, so that it never waits behind a backlog of
 # queued jobs. It still needs a free worker process: while every process runs
@@ -70,6 +74,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             TASK_RELAY: {"queue": MAINTENANCE_QUEUE},
             TASK_SESSION_CLEANUP: {"queue": MAINTENANCE_QUEUE},
+            TASK_PURGE_RESULTS: {"queue": MAINTENANCE_QUEUE},
         },
         # Every few seconds the scheduler asks a worker to run the relay. A
         # relay message older than two intervals is dropped: a newer one exists.
@@ -83,6 +88,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": TASK_SESSION_CLEANUP,
                 "schedule": SESSION_CLEANUP_INTERVAL_SECONDS,
                 "options": {"expires": SESSION_CLEANUP_INTERVAL_SECONDS},
+            },
+            "result-purge": {
+                "task": TASK_PURGE_RESULTS,
+                "schedule": RESULT_PURGE_INTERVAL_SECONDS,
+                "options": {"expires": RESULT_PURGE_INTERVAL_SECONDS},
             },
         },
         "task_serializer": "json",

@@ -21,6 +21,7 @@ from core.settings_checks import DEV_SECRET_KEY, BearerSecret, describe, refusal
 
 # A group of Settings, importable from here like the others.
 from core.settings_jobs import JobSettings as JobSettings
+from core.settings_ratelimit import RateLimitSettings as RateLimitSettings
 from core.urls import DatabaseURL, check_redis_url, normalize_database_url
 
 Environment = Literal["development", "test", "production"]
@@ -128,11 +129,16 @@ class DatabaseSettings(SettingsGroup):
     # A direct (not pooled) URL for migrations, which hold a session-level
     # advisory lock that a transaction pooler cannot keep. Unset: DATABASE_URL.
     database_direct_url: str | None = None
+    # The role that owns the tables, for migrations only (python -m migrate,
+    # alembic): never given to the api, worker or scheduler, which connect as
+    # DATABASE_URL's role; migrations grant that role what it needs
+    # (core/db_roles.py). Direct, never a pooler. Unset: the direct URL.
+    database_owner_url: str | None = None
     # The server's max_connections, for the start-up connection budget.
     # Unset: read with SHOW max_connections.
     db_max_connections: int | None = Field(default=None, ge=1)
 
-    @field_validator("database_url", "database_direct_url")
+    @field_validator("database_url", "database_direct_url", "database_owner_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None:
@@ -153,6 +159,13 @@ class DatabaseSettings(SettingsGroup):
     def direct_url(self) -> DatabaseURL:
         """The URL for migrations and other session-level work."""
         return normalize_database_url(self.database_direct_url or self.database_url)
+
+    def as_owner(self) -> DatabaseSettings:
+        """These settings with DATABASE_OWNER_URL as the direct URL: what
+        ``create_engine(..., direct=True)`` connects migrations with."""
+        if self.database_owner_url is None:
+            return self
+        return self.model_copy(update={"database_direct_url": self.database_owner_url})
 
     @property
     def pooled(self) -> bool:
@@ -208,6 +221,7 @@ class Settings(BaseModel):
     redis: RedisSettings
     web: WebSettings
     jobs: JobSettings
+    ratelimit: RateLimitSettings
 
 
 def load_settings() -> Settings:
@@ -225,6 +239,7 @@ def load_settings() -> Settings:
         ("redis", RedisSettings),
         ("web", WebSettings),
         ("jobs", JobSettings),
+        ("ratelimit", RateLimitSettings),
     ):
         try:
             groups[name] = cls()

@@ -27,6 +27,7 @@ PLACEHOLDER_SECRETS = frozenset(
         "changeme",
         "secret",
         "app",
+        "app_rw",
         "postgres",
         "password",
         "",
@@ -60,6 +61,7 @@ _SECRET_FIELDS = {
     "sentry_dsn",
     "database_url",
     "database_direct_url",
+    "database_owner_url",
     "redis_url",
     "first_superuser_password",
     "metrics_token",
@@ -106,9 +108,16 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes")
     if urlsplit(settings.db.database_url).password in PLACEHOLDER_SECRETS | {None}:
         problems.append("DATABASE_URL has a missing or placeholder password")
-    direct = settings.db.database_direct_url
-    if direct is not None and urlsplit(direct).password in PLACEHOLDER_SECRETS | {None}:
-        problems.append("DATABASE_DIRECT_URL has a missing or placeholder password")
+    for name, url in (
+        ("DATABASE_DIRECT_URL", settings.db.database_direct_url),
+        ("DATABASE_OWNER_URL", settings.db.database_owner_url),
+    ):
+        if url is not None and urlsplit(url).password in PLACEHOLDER_SECRETS | {None}:
+            problems.append(f"{name} has a missing or placeholder password")
+    # No password is fine where the network keeps Redis private (Render's
+    # Key Value); a published one is not.
+    if urlsplit(settings.redis.redis_url).password in PLACEHOLDER_SECRETS - {""}:
+        problems.append("REDIS_URL has a placeholder password")
     if "*" in settings.http.cors_origin_list:
         problems.append("CORS_ORIGINS allows '*'; list the allowed origins")
     problems += _metrics_token_problems(settings.app.metrics_token)

@@ -32,6 +32,10 @@ class JobSettings(SettingsGroup):
     relay_interval_seconds: float = Field(default=5.0, gt=0)
     # CSV rows validated and written per database round trip.
     import_batch_rows: int = Field(default=20_000, ge=1, le=100_000)
+    # Items one user may own (POST /api/v1/items answers 403 at it; an
+    # import stores new items up to it and skips the rest). Here because the
+    # worker's imports apply it too.
+    max_items_per_user: int = Field(default=100_000, ge=1, le=100_000_000)
     # Celery worker processes (prefork children) per worker container.
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     # Port of the worker's Prometheus endpoint (internal network only); 0: off.
@@ -39,6 +43,15 @@ class JobSettings(SettingsGroup):
     # The same for a job's statements (a big import's COPY must fit); a job
     # cancelled by it fails, not retried. At most the task's limit (30 min).
     job_statement_timeout_seconds: float = Field(default=600.0, ge=1, le=1800)
+    # Hours an export's file is kept after its job finished; then the
+    # scheduler deletes it and its result route answers 410 Gone.
+    result_retention_hours: int = Field(default=168, ge=1, le=8760)
+    # Queued + running jobs one user may have at once (429 beyond): one user's
+    # backlog stays bounded, and fair claims keep it from starving others.
+    max_active_jobs_per_user: int = Field(default=20, ge=1, le=100_000)
+    # Bytes of job files (uploads of unfinished jobs, results not yet
+    # expired) one user may have stored; an upload or export past it is refused.
+    max_stored_file_bytes_per_user: int = Field(default=200 * 1024 * 1024, ge=1)
 
     @model_validator(mode="after")
     def _heartbeat_beats_staleness(self) -> JobSettings:
@@ -46,5 +59,14 @@ class JobSettings(SettingsGroup):
             raise ValueError(
                 "JOB_STALE_AFTER_SECONDS must be at least twice JOB_HEARTBEAT_SECONDS, "
                 "or live jobs would be taken back from their workers"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _largest_upload_fits_the_quota(self) -> JobSettings:
+        if self.max_stored_file_bytes_per_user < self.max_upload_bytes:
+            raise ValueError(
+                "MAX_STORED_FILE_BYTES_PER_USER must be at least MAX_UPLOAD_BYTES, "
+                "or the largest upload accepted could never be stored"
             )
         return self

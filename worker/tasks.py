@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
-from uuid import UUID
 
-from celery import Task
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core import logging as logs
 from core.db import transaction
 from core.jobs import relay as job_relay
 from core.jobs import runner as job_runner
+from core.jobs import storage as job_storage
 from core.jobs_index import job_kinds
-from core.queue import REQUEST_ID_HEADER, TASK_RELAY, TASK_RUN_JOB, TASK_SESSION_CLEANUP
+from core.queue import (
+    SEND_RETRY_POLICY,
+    TASK_PURGE_RESULTS,
+    TASK_RELAY,
+    TASK_RUN_JOB,
+    TASK_SESSION_CLEANUP,
+)
 from core.settings import get_settings
 from core.users import sessions
 from worker.app import app
@@ -25,25 +28,38 @@ log = logging.getLogger(__name__)
 KINDS = job_kinds(get_settings().app.environment)
 
 
-@app.task(name=TASK_RUN_JOB, bind=True)
-def run_job(self: Task[Any, Any], job_id: str) -> str:
-    """Run job ``job_id``. Idempotent: a duplicate message finds the job no
-    longer queued and does nothing. Every log line of the run carries the job
-    id and the id of the API request that created the job."""
+# Seconds before a worker is woken for a job handed back after a transient error.
+REQUEUE_WAKE_SECONDS = 2
+
+
+@app.task(name=TASK_RUN_JOB)
+def run_job(job_id: str) -> str:
+    """Run the fairest queued job (see :mod:`core.jobs.scheduling`). The
+    message for job ``job_id`` only woke this process: the job claimed may
+    be another, and the message finds nothing to do when no job is left
+    queued. The runner puts the claimed job's id and the id of the API
+    request that created it on every log line of the run."""
     settings = get_settings().jobs
-    request_token = logs.request_id.set(self.request.get(REQUEST_ID_HEADER))
-    job_token = logs.job_id.set(job_id)
-    try:
-        outcome = run(
-            lambda sessionmaker: job_runner.run(
-                sessionmaker, UUID(job_id), settings=settings, kinds=KINDS
+    outcome = run(
+        lambda sessionmaker: job_runner.run(sessionmaker, None, settings=settings, kinds=KINDS)
+    )
+    if outcome == "skipped":
+        log.info("message for job %s: no queued job left to claim", job_id)
+    elif outcome == "requeued":
+        # The job went back to the queue without a message of its own: wake
+        # a worker for it, a moment later (the database may still be away).
+        # Under a steady load the relay would not, as jobs are being claimed.
+        try:
+            app.send_task(
+                TASK_RUN_JOB,
+                args=[job_id],
+                countdown=REQUEUE_WAKE_SECONDS,
+                retry=True,
+                retry_policy=SEND_RETRY_POLICY,
             )
-        )
-        log.info("job %s: %s", job_id, outcome)
-        return outcome
-    finally:
-        logs.job_id.reset(job_token)
-        logs.request_id.reset(request_token)
+        except Exception as exc:  # the broker is away too: the relay sends it
+            log.warning("could not send a message for a requeued job: %s", exc)
+    return outcome
 
 
 @app.task(name=TASK_RELAY)
@@ -75,3 +91,12 @@ def cleanup_sessions() -> dict[str, int]:
         *(deleted_sessions, deleted_tokens),
     )
     return {"sessions": deleted_sessions, "refresh_tokens": deleted_tokens}
+
+
+@app.task(name=TASK_PURGE_RESULTS)
+def purge_results() -> dict[str, int]:
+    """Delete job result files older than RESULT_RETENTION_HOURS (the jobs
+    stay). The scheduler sends this every RESULT_PURGE_INTERVAL_SECONDS."""
+    limits = job_storage.FileLimits.of(get_settings().jobs)
+    purged = run(lambda sessionmaker: job_storage.purge_expired(sessionmaker, limits))
+    return {"results": purged}

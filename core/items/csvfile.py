@@ -5,7 +5,9 @@ what they return.
 
 An upload is checked at once (:mod:`core.items.uploads`: encoding, header); its
 rows are validated later, in batches (:func:`batches`), each row reported
-with its line, column and reason when it is refused.
+with its line, column and reason when it is refused. The worker reads the
+file as a stream of chunks (:func:`records`, :mod:`core.items.textstream`),
+so its memory does not grow with the file.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from core.items.report import MAX_REPORTED_ERRORS as MAX_REPORTED_ERRORS
+from core.items.report import ImportReport as ImportReport
 from core.items.rows import CSV_COLUMNS, Cells, Record, validate_rows
 from core.items.spreadsheet import export_row, import_row
+from core.items.textstream import MAX_RECORD_CHARS, Lines, Text
+from core.items.textstream import UploadProblem as UploadProblem
 
 REQUIRED_COLUMNS = frozenset({"sku", "name", "price", "quantity"})
 KNOWN_COLUMNS = frozenset(CSV_COLUMNS)
@@ -27,8 +33,6 @@ KNOWN_COLUMNS = frozenset(CSV_COLUMNS)
 # each cut to _NAME_SHOWN characters.
 MAX_NAMED_COLUMNS = 10
 _NAME_SHOWN = 40
-# The import report keeps this many row errors; the counts cover all of them.
-MAX_REPORTED_ERRORS = 1000
 # Content types browsers and tools send for a .csv file.
 CSV_MEDIA_TYPES = frozenset(
     {
@@ -42,17 +46,22 @@ CSV_MEDIA_TYPES = frozenset(
 # What an export is served as.
 EXPORT_MEDIA_TYPE = "text/csv; charset=utf-8"
 
-# Fields are bounded by the row validation below, not by the csv module's
-# 128 KiB default, which would stop the whole file at one long cell.
-csv.field_size_limit(2**31 - 1)
+# A batch is cut after this many bytes of the file, however few rows it has:
+# a batch's rows are held until written.
+BATCH_MAX_BYTES = 1024 * 1024
+
+# The csv module's field limit is global to the process; set here, once,
+# and to the module's default: no field is longer than its record, which
+# :class:`Lines` bounds (a longer one is a refused row), so this is a second
+# guard, never reached. Safe for every other reader in the api and worker
+# processes: the only other one is the upload header check
+# (core/items/uploads.py), whose header is at most IMPORT_MAX_HEADER_BYTES
+# (64 KiB).
+csv.field_size_limit(MAX_RECORD_CHARS)
 
 # A refused row: its line, the column at fault (None: the whole record), why.
 Rejection = tuple[int, str | None, str]
 Reader = Any  # the csv module's reader type is private
-
-
-class UploadProblem(ValueError):
-    """An upload the API refuses at once."""
 
 
 def is_csv_media_type(content_type: str) -> bool:
@@ -60,27 +69,52 @@ def is_csv_media_type(content_type: str) -> bool:
     return content_type.split(";")[0].strip().lower() in CSV_MEDIA_TYPES
 
 
-def decode(data: bytes) -> str:
-    """The file as text: UTF-8, with or without a byte order mark."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UploadProblem(
-            f"file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+class Records:
+    """The records of a CSV text read line by line (:class:`Lines`): each
+    ``next`` is one record's cells. ``line_num`` counts the lines read,
+    ``bytes_read`` their bytes. A record longer than MAX_RECORD_CHARS raises
+    :class:`RecordTooLong` (a :class:`csv.Error`); reading goes on after it.
+    A file that is not UTF-8 raises :class:`UploadProblem` where it stops
+    being UTF-8."""
+
+    def __init__(self, lines: Lines) -> None:
+        self._lines = lines
+        # strict: a stray quote is an error for that record (reported), and
+        # a quote never closed is an error at the end of the file, rather
+        # than the rest of the file silently read as one cell.
+        self._reader: Reader = csv.reader(lines, strict=True)
+
+    def __iter__(self) -> Records:
+        return self
+
+    def __next__(self) -> list[str]:
+        self._lines.start_record()
+        cells: list[str] = next(self._reader)
+        return cells
+
+    @property
+    def line_num(self) -> int:
+        """Lines read (or skipped) so far."""
+        return self._lines.line_num
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the file read so far (a byte order mark not counted)."""
+        return self._lines.bytes_out
 
 
-def reader(content: str) -> Reader:
-    """A reader of ``content``'s records."""
-    # newline="" hands line endings (LF or CRLF, or newlines inside quotes)
-    # to the csv module, which understands them. strict: a stray quote is an
-    # error for that record (reported), and a quote never closed is an error
-    # at the end of the file, rather than the rest of the file silently read
-    # as one cell.
-    return csv.reader(io.StringIO(content, newline=""), strict=True)
+def records(chunks: Iterable[bytes]) -> Records:
+    """The records of a UTF-8 CSV file given as chunks of bytes (with or
+    without a byte order mark), decoded as they are read."""
+    return Records(Lines(Text(chunks)))
 
 
-def read_header(rows: Reader) -> list[str]:
+def reader(content: str) -> Records:
+    """The records of ``content``."""
+    return Records(Lines([content]))
+
+
+def read_header(rows: Records) -> list[str]:
     """The first record: the header. :class:`UploadProblem` if there is none
     or it is not well-formed CSV."""
     try:
@@ -124,25 +158,29 @@ def _shorten(name: str) -> str:
 @dataclass
 class Batch:
     """Consecutive rows of a file: the valid ones (``records``, on ``lines``)
-    and the refused ones; how many rows, and the line of the last."""
+    and the refused ones; how many rows, and the line of the last; the bytes
+    of the file read up to its end; whether it is the file's last."""
 
     last_line: int
     rows: int = 0
+    bytes_read: int = 0
+    final: bool = False
     records: list[Record] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def batches(rows: Reader, columns: dict[str, int], width: int, size: int) -> Iterator[Batch]:
+def batches(rows: Records, columns: dict[str, int], width: int, size: int) -> Iterator[Batch]:
     """Validate the records after the header (``rows`` has read it), ``size``
-    at a time. A blank line is no row; a repeated sku is refused, naming the
-    line that first had it."""
+    at a time (fewer when they span more than BATCH_MAX_BYTES). A blank line
+    is no row; a repeated sku is refused, naming the line that first had it."""
     sku_at, name_at = columns["sku"], columns["name"]
     price_at, quantity_at = columns["price"], columns["quantity"]
     description_at = columns.get("description")
     seen: dict[str, int] = {}
     batch, pending = Batch(0), _Pending()
     line = rows.line_num + 1  # where the next record starts
+    start = rows.bytes_read  # where the batch starts
     while True:
         problem: str | None = None
         try:
@@ -173,9 +211,11 @@ def batches(rows: Reader, columns: dict[str, int], width: int, size: int) -> Ite
             pending.rows.append(import_row(row))  # formulas' neutralisation undone
             if len(pending.rows) == _CHUNK:
                 pending.validate_into(batch)
-        if batch.rows == size:
+        if batch.rows == size or rows.bytes_read - start >= BATCH_MAX_BYTES:
+            batch.bytes_read = start = rows.bytes_read
             yield _finish(batch, pending, seen)
             batch = Batch(row_line)
+    batch.bytes_read, batch.final = rows.bytes_read, True
     yield _finish(batch, pending, seen)
 
 
@@ -232,49 +272,6 @@ def _refuse_repeated_skus(batch: Batch, seen: dict[str, int]) -> None:
             batch.lines.append(line)
 
 
-@dataclass
-class ImportReport:
-    """What an import did: its counts, and the first MAX_REPORTED_ERRORS row
-    errors (the counts cover all)."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    rows: int = 0
-    errors: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, batch: Batch, *, created: int, updated: int) -> None:
-        """Count a batch, of whose valid rows ``created`` were new and
-        ``updated`` changed an item (the others changed nothing)."""
-        self.rows += batch.rows
-        for line, column, reason in batch.rejected:
-            self.skipped += 1
-            if len(self.errors) < MAX_REPORTED_ERRORS:
-                self.errors.append({"line": line, "column": column, "reason": reason})
-        self.created += created
-        self.updated += updated
-        self.unchanged += len(batch.records) - created - updated
-
-    def counts(self) -> dict[str, int]:
-        """The counts a job reports as it goes."""
-        return {
-            "rows": self.rows,
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
-        }
-
-    def result(self) -> dict[str, Any]:
-        """The report its owner downloads."""
-        return {
-            **self.counts(),
-            "errors": self.errors,
-            "errors_truncated": self.skipped > len(self.errors),
-        }
-
-
 class ExportWriter:
     """An export being written: the header, then rows in CSV_COLUMNS order,
     so that an export imports back unchanged."""
@@ -292,3 +289,12 @@ class ExportWriter:
     def content(self) -> bytes:
         """The file, UTF-8."""
         return self._buffer.getvalue().encode("utf-8")
+
+    def take(self) -> bytes:
+        """What was written since the last ``take`` (the header first),
+        UTF-8, and forget it: a caller that stores each piece holds no more
+        than one at a time."""
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return text.encode("utf-8")

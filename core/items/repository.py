@@ -80,10 +80,12 @@ async def count_matching(session: AsyncSession, owner_id: UUID, *, q: str | None
 
 
 async def stream_for_export(
-    session: AsyncSession, owner_id: UUID, *, q: str | None, chunk_size: int = 5000
+    session: AsyncSession, owner_id: UUID, *, q: str | None, chunk_size: int = 1000
 ) -> AsyncIterator[Sequence[Record]]:
     """The matching items' CSV columns, sorted by sku, in chunks read through
-    a server-side cursor (the whole table is never held as ORM objects)."""
+    a server-side cursor (the whole table is never held as ORM objects).
+    1,000 rows: at most about 10 MB even when every description is at its
+    10,000-character limit."""
     query = (
         select(Item.sku, Item.name, Item.description, Item.price, Item.quantity)
         .where(*_matching(owner_id, q))
@@ -119,6 +121,51 @@ async def page(
         limit=limit,
         offset=offset,
     )
+
+
+# The items quota. An owner's item creations (the API's, and an import's
+# for its whole transaction) hold this lock: each counts what the others
+# committed. First key of the two-int form: the jobs' locks use another.
+_OWNER_LOCK_NAMESPACE = 0x69746D  # "itm"
+_LOCK_OWNER = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:owner))")
+_TRY_LOCK_OWNER = text("SELECT pg_try_advisory_xact_lock(:ns, hashtext(:owner))")
+_COUNT_OWNED = text(
+    "SELECT count(*) FROM (SELECT 1 FROM items WHERE owner_id = :owner_id LIMIT :up_to) AS owned"
+)
+
+
+async def lock_owner(session: AsyncSession, owner_id: UUID) -> None:
+    """Serialise the owner's item creations until the transaction ends. A
+    transaction-level lock: safe behind PgBouncer's transaction mode."""
+    await session.execute(_LOCK_OWNER, {"ns": _OWNER_LOCK_NAMESPACE, "owner": str(owner_id)})
+
+
+async def try_lock_owner(session: AsyncSession, owner_id: UUID) -> bool:
+    """:func:`lock_owner` without waiting: False when another transaction
+    (an import of the owner's being written) holds it."""
+    params = {"ns": _OWNER_LOCK_NAMESPACE, "owner": str(owner_id)}
+    return bool(await session.scalar(_TRY_LOCK_OWNER, params))
+
+
+async def count_owned(session: AsyncSession, owner_id: UUID, *, up_to: int) -> int:
+    """How many items the owner has, counting no further than ``up_to``."""
+    return await session.scalar(_COUNT_OWNED, {"owner_id": owner_id, "up_to": up_to}) or 0
+
+
+async def upsert_within(
+    session: AsyncSession, owner_id: UUID, records: list[Record], *, fresh: bool, room: int
+) -> tuple[int, int, list[int]]:
+    """:func:`upsert`, creating at most ``room`` items: the records of new
+    skus past that many are not written (their indexes are returned, after
+    created and updated). The caller holds :func:`lock_owner`."""
+    if room >= len(records):
+        return *await upsert(session, owner_id, records, fresh=fresh), []
+    existing = await _existing(session, owner_id, records)
+    new = [index for index, record in enumerate(records) if record[0] not in existing]
+    over = new[max(room, 0) :]
+    dropped = set(over)
+    kept = [record for index, record in enumerate(records) if index not in dropped]
+    return *await upsert(session, owner_id, kept, fresh=False), over
 
 
 async def has_any(session: AsyncSession, owner_id: UUID) -> bool:

@@ -12,10 +12,24 @@ from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import save_unique
-from core.errors import Conflict, NotFound, PayloadTooLarge, UnsupportedMediaType
+from core.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    TooManyRequests,
+    UnsupportedMediaType,
+)
 from core.items import csvfile, jobs, repository, uploads
 from core.jobs import service as job_service
 from core.models import Item, Job
+
+# What a create refused while an import of the owner's is written waits: an
+# import takes seconds.
+IMPORT_BUSY_RETRY_AFTER_SECONDS = 5
+# How long a create waits for the owner's turn, and how often it asks.
+LOCK_WAIT_SECONDS = 1.0
+_LOCK_POLL_SECONDS = 0.02
 
 
 def _duplicate(sku: str) -> Conflict:
@@ -32,8 +46,40 @@ async def get(
     return item
 
 
-async def create(session: AsyncSession, owner_id: UUID, fields: Mapping[str, Any]) -> Item:
-    """A new item; :class:`Conflict` when the owner already uses the sku."""
+async def _take_turn(session: AsyncSession, owner_id: UUID) -> bool:
+    """The owner's item lock within LOCK_WAIT_SECONDS. Polled (one round trip
+    when free, the usual case) rather than waited for in the server, where a
+    lock_timeout would also bound the statements after it."""
+    deadline = anyio.current_time() + LOCK_WAIT_SECONDS
+    while not await repository.try_lock_owner(session, owner_id):
+        if anyio.current_time() >= deadline:
+            return False
+        await anyio.sleep(_LOCK_POLL_SECONDS)
+    return True
+
+
+async def create(
+    session: AsyncSession, owner_id: UUID, fields: Mapping[str, Any], *, max_items: int
+) -> Item:
+    """A new item; :class:`Conflict` when the owner already uses the sku,
+    :class:`QuotaExceeded` (403: only deleting items frees the quota) when
+    they have ``max_items`` already. Race-free: the owner's creations take
+    turns (each holds it for milliseconds). An import of theirs being
+    written holds its turn until it ends: after LOCK_WAIT_SECONDS,
+    :class:`TooManyRequests` rather than a longer wait, which would hold one
+    of the API's pooled connections for as long as the import."""
+    if not await _take_turn(session, owner_id):
+        raise TooManyRequests(
+            "an import of your items is being written; create items again once it has finished",
+            retry_after=IMPORT_BUSY_RETRY_AFTER_SECONDS,
+        )
+    if await repository.count_owned(session, owner_id, up_to=max_items) >= max_items:
+        if await repository.sku_taken(session, owner_id, fields["sku"]):
+            raise _duplicate(fields["sku"])
+        raise QuotaExceeded(
+            f"you have {max_items} items, the most allowed (MAX_ITEMS_PER_USER); "
+            "delete some to create more"
+        )
     item = await repository.insert_new(session, owner_id, fields)
     if item is None:
         raise _duplicate(fields["sku"])
@@ -65,6 +111,8 @@ page = repository.page
 SortKey = repository.SortKey
 # The limits of an import's CSV header (import_max_header_bytes, import_max_columns).
 HeaderLimits = uploads.HeaderLimits
+# The limits of stored job files (max_stored_file_bytes_per_user, result_retention_hours).
+FileLimits = job_service.FileLimits
 
 
 async def start_import(
@@ -77,13 +125,15 @@ async def start_import(
     content_type: str | None,
     max_bytes: int,
     header: uploads.HeaderLimits,
+    file_limits: FileLimits | None = None,
 ) -> Job:
     """Queue an import of the CSV file ``data`` (stored as it is: no copy).
     Refused at once: a declared media type that is not CSV's
     (:class:`UnsupportedMediaType`), more than ``max_bytes``
     (:class:`PayloadTooLarge`), a file that is not UTF-8 or whose header is
     wrong or longer than ``header`` allows (:class:`csvfile.UploadProblem`;
-    the API answers 422)."""
+    the API answers 422), or past the owner's stored-files quota
+    (``file_limits``; :class:`QuotaExceeded`)."""
     _check_media_type(content_type)
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"file is larger than the limit of {max_bytes} bytes")
@@ -99,6 +149,7 @@ async def start_import(
             "bytes": len(data),
         },
         input_file=data,
+        file_limits=file_limits,
     )
 
 
@@ -116,10 +167,21 @@ def _check_media_type(content_type: str | None) -> None:
 
 
 async def start_export(
-    session: AsyncSession, producer: Celery, *, owner_id: UUID, q: str | None
+    session: AsyncSession,
+    producer: Celery,
+    *,
+    owner_id: UUID,
+    q: str | None,
+    file_limits: FileLimits | None = None,
 ) -> Job:
     """Queue an export of the owner's items (those whose name contains ``q``,
-    when given) as CSV."""
+    when given) as CSV. :class:`QuotaExceeded` while the owner's stored job
+    files are at their quota (``file_limits``)."""
     return await job_service.enqueue(
-        session, producer, owner_id=owner_id, kind=jobs.EXPORT, payload={"q": q}
+        session,
+        producer,
+        owner_id=owner_id,
+        kind=jobs.EXPORT,
+        payload={"q": q},
+        file_limits=file_limits,
     )

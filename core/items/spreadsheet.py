@@ -7,6 +7,12 @@ tab, carriage return and line feed can lead one in. OWASP's "CSV Injection"
 page lists those seven characters and prefixes such a cell with a single
 quote, which makes it text; the csv module then quotes the cell as it needs.
 
+Two more cases are treated the same, as a spreadsheet may turn them into
+formulas too: spaces before the trigger (Google Sheets trims them on import
+by default) and the full-width forms of ``= + - @`` (U+FF1D, U+FF0B,
+U+FF0D, U+FF20, which Japanese and Chinese input methods type, and Excel
+reads as their ASCII forms).
+
 Only the text columns (sku, name, description) are neutralised: price and
 quantity are numbers we write ourselves, never negative, so they never start
 with a trigger and stay plain numbers.
@@ -25,17 +31,21 @@ from decimal import Decimal
 
 from core.items.rows import Cells, Record
 
-# OWASP's list; line feed was added to it in 2025.
-TRIGGERS = frozenset("=+-@\t\r\n")
+# OWASP's list (line feed was added to it in 2025), and the full-width forms.
+TRIGGERS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
 QUOTE = "'"
+# Spaces a spreadsheet may trim before it reads a cell: ASCII, no-break and
+# ideographic.
+_SPACES = " \u00a0\u3000"
 
 # A written row: sku, name, description ("" for none), price, quantity.
 ExportRow = tuple[str, str, str, Decimal, int]
 
 
 def _needs_quote(cell: str) -> bool:
-    """Whether ``cell``, after any leading quotes, starts with a trigger."""
-    return cell.lstrip(QUOTE)[:1] in TRIGGERS  # "" (nothing left) is no trigger
+    """Whether ``cell``, after any leading quotes and then spaces, starts with
+    a trigger."""
+    return cell.lstrip(QUOTE).lstrip(_SPACES)[:1] in TRIGGERS  # "" is no trigger
 
 
 def neutralise(cell: str) -> str:

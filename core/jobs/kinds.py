@@ -26,12 +26,15 @@ class JobKind:
 
     ``debug`` kinds run only outside production, and no API route creates
     them. ``debug_handler``, when given, replaces ``handler`` outside
-    production (a ping names the process that ran it)."""
+    production (a ping names the process that ran it). ``makes_file``: its
+    runs write a result file, so a job of this kind is refused while its
+    owner's stored files are at MAX_STORED_FILE_BYTES_PER_USER."""
 
     name: str
     handler: Handler
     debug: bool = False
     debug_handler: Handler | None = None
+    makes_file: bool = False
 
 
 def table(*groups: Iterable[JobKind], environment: str) -> Mapping[str, JobKind]:

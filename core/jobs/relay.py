@@ -14,7 +14,7 @@ from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import transaction
-from core.jobs import metrics, repository
+from core.jobs import files, metrics, repository, scheduling
 from core.queue import send_job
 from core.settings import JobSettings
 
@@ -39,21 +39,27 @@ async def relay(
     limit: int = 1000,
 ) -> RelayReport:
     """Recover jobs: fail those out of attempts whose worker died, take back
-    the other abandoned ones, and re-send queued jobs whose message is overdue.
+    the other abandoned ones, and, when no job was claimed for
+    JOB_RESEND_AFTER_SECONDS, re-send queued jobs whose message is that old.
     Safe to run concurrently (row locks are skipped, updates are conditional)."""
     stale_after = timedelta(seconds=settings.job_stale_after_seconds)
     async with sessionmaker() as session, transaction(session):
         abandoned = await repository.fail_abandoned(
             session, stale_after=stale_after, max_attempts=settings.max_job_attempts
         )
+        await files.delete_inputs(session, [job_id for job_id, _ in abandoned])
         requeued = await repository.requeue_abandoned(
             session, stale_after=stale_after, max_attempts=settings.max_job_attempts
         )
-        resent = await repository.resend_due(
-            session,
-            older_than=timedelta(seconds=settings.job_resend_after_seconds),
-            limit=limit,
-        )
+        resend_after = timedelta(seconds=settings.job_resend_after_seconds)
+        # A message only wakes a worker, which claims the fairest job: while
+        # jobs are being claimed, a job that waits longer than resend_after
+        # is waiting its turn behind a backlog, and re-sending it would only
+        # pile duplicates on the broker. A message is missing only when
+        # queued jobs wait and no claim happened for that long.
+        resent: Sequence[UUID] = []
+        if not await scheduling.claimed_within(session, resend_after):
+            resent = await repository.resend_due(session, older_than=resend_after, limit=limit)
     sent = 0
     for job_id in (*requeued, *resent):
         if not await send_job(producer, job_id):

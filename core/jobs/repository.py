@@ -17,9 +17,25 @@ from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import fetch_page
-from core.models import Job, JobStatus
+from core.jobs import files
+from core.models import Job, JobFileRole, JobStatus
 
 ACTIVE = (JobStatus.queued, JobStatus.running)
+
+
+# First key of the two-int advisory locks taken per job owner (the second is
+# derived from the owner id); other features use other namespaces.
+_OWNER_LOCK_NAMESPACE = 0x6A6F62  # "job"
+
+
+async def lock_owner(session: AsyncSession, owner_id: UUID) -> None:
+    """Serialise, until the transaction ends, the quota checks of one owner's
+    jobs (active jobs, stored files): concurrent submits see each other's rows.
+    A transaction-level lock, so it is safe behind PgBouncer's transaction mode."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:ns, hashtext(:owner))"),
+        {"ns": _OWNER_LOCK_NAMESPACE, "owner": str(owner_id)},
+    )
 
 
 async def get_owned(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job | None:
@@ -61,29 +77,22 @@ async def create(
     input_file: bytes | None = None,
     request_id: str | None = None,
 ) -> Job:
-    """Insert a queued job and flush it, so that its defaults are loaded."""
+    """Insert a queued job and flush it, so that its defaults are loaded;
+    ``input_file`` is stored with it, in chunks (:mod:`core.jobs.files`)."""
     job = Job(
         owner_id=owner_id,
         kind=kind,
         payload=payload,
-        input_file=input_file,
+        input_bytes=len(input_file) if input_file else 0,
         request_id=request_id,
         status=JobStatus.queued,
     )
     session.add(job)
     await session.flush()
+    if input_file:
+        await files.store(session, job.id, JobFileRole.input, input_file)
     await session.refresh(job)
     return job
-
-
-async def input_file(session: AsyncSession, job_id: UUID) -> bytes | None:
-    """The job's uploaded file."""
-    return await session.scalar(select(Job.input_file).where(Job.id == job_id))
-
-
-async def result_file(session: AsyncSession, job_id: UUID) -> bytes | None:
-    """The file the job produced."""
-    return await session.scalar(select(Job.result_file).where(Job.id == job_id))
 
 
 async def claim(session: AsyncSession, job_id: UUID) -> Job | None:
@@ -107,6 +116,12 @@ async def claim(session: AsyncSession, job_id: UUID) -> Job | None:
         .execution_options(populate_existing=True)
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+# What ending a job sets: its upload no longer counts against the owner's
+# quota (its chunks are deleted in the same transaction), and a copy the
+# release before chunks stored in the row goes too.
+_INPUT_RELEASED: dict[str, Any] = {"input_bytes": 0, "input_file": None}
 
 
 def _this_run(job_id: UUID, attempt: int) -> tuple[ColumnElement[bool], ...]:
@@ -143,20 +158,23 @@ async def finish(
     status: JobStatus,
     result: dict[str, Any] | None = None,
     counts: dict[str, int] | None = None,
-    result_file: bytes | None = None,
+    result_bytes: int = 0,
     result_media_type: str | None = None,
     result_filename: str | None = None,
     error: str | None = None,
 ) -> bool:
-    """Record the outcome of a run. False (and nothing written) when the run
-    no longer owns the job."""
+    """Record the outcome of a run (its result file, if any, is already in
+    chunks: ``result_bytes`` is its size). The job has ended: its upload no
+    longer counts (the caller deletes it, :func:`core.jobs.files.delete_inputs`).
+    False (and nothing written) when the run no longer owns the job."""
     values: dict[str, Any] = {
         "status": status,
         "result": result,
-        "result_file": result_file,
+        "result_bytes": result_bytes,
         "result_media_type": result_media_type,
         "result_filename": result_filename,
         "error": error,
+        **_INPUT_RELEASED,
         # The run's transaction may be long: record when it really ended.
         "finished_at": func.clock_timestamp(),
         "heartbeat_at": func.clock_timestamp(),
@@ -185,7 +203,7 @@ async def cancel(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job | N
     statement = (
         update(Job)
         .where(Job.id == job_id, Job.owner_id == owner_id, Job.status.in_(ACTIVE))
-        .values(status=JobStatus.cancelled, finished_at=func.now(), counts={})
+        .values(status=JobStatus.cancelled, finished_at=func.now(), counts={}, **_INPUT_RELEASED)
         .returning(Job)
         .execution_options(populate_existing=True)
     )
@@ -208,6 +226,7 @@ async def fail_abandoned(
             status=JobStatus.failed,
             finished_at=func.now(),
             counts={},
+            **_INPUT_RELEASED,
             error=func.concat(
                 "the worker running this job stopped responding (killed or crashed) on all ",
                 Job.attempts,

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import logging as logging_context
 from core.db import connection_lost, sqlstate, statement_cancelled, transaction
-from core.jobs import metrics, repository
-from core.jobs.context import JobContext, JobError, JobLost
+from core.jobs import files, metrics, repository, scheduling, storage
+from core.jobs.context import JobContext, JobError, JobLost, ResultFile, WrittenFile
 from core.jobs.kinds import JobKind
 from core.models import JobStatus
 from core.settings import JobSettings
@@ -54,31 +54,43 @@ def is_transient(exc: BaseException) -> bool:
 
 async def run(
     sessionmaker: async_sessionmaker[AsyncSession],
-    job_id: UUID,
+    job_id: UUID | None,
     *,
     settings: JobSettings,
     kinds: Mapping[str, JobKind],
 ) -> Outcome:
-    """Claim job ``job_id`` and run the handler of its kind in ``kinds``.
-    Safe to call any number of times for the same id: only a call that
-    claims the job runs it. This is steps 2, 3 and 5 of the delivery
-    protocol in the README (Jobs): claim, heartbeat and fenced outcome,
-    transient errors back to the queue.
+    """Claim a job and run the handler of its kind in ``kinds``: with
+    ``job_id`` None the fairest queued job, which is what a worker does for
+    every message (see :mod:`core.jobs.scheduling`); else job ``job_id``
+    only. Safe to call any number of times: a call that finds nothing to
+    claim does nothing. This is steps 2, 3 and 5 of the delivery protocol in
+    the README (Jobs): claim, heartbeat and fenced outcome, transient errors
+    back to the queue.
     """
     async with sessionmaker() as session, transaction(session):
-        job = await repository.claim(session, job_id)
+        if job_id is None:
+            job = await scheduling.claim_fairest(session)
+        else:
+            job = await repository.claim(session, job_id)
     if job is None:
-        log.info("job %s is not queued (missing, running elsewhere or done); skipping", job_id)
+        if job_id is not None:
+            log.info("job %s is not queued (missing, running elsewhere or done); skipping", job_id)
         return "skipped"
-    if job.request_id:
-        # Also when the message came from the relay, without the header.
-        logging_context.request_id.set(job.request_id)
-    started = time.monotonic()
-    outcome = await _run_claimed(JobContext(job, sessionmaker, settings), kinds)
-    if outcome in ("succeeded", "failed"):
-        metrics.FINISHED.labels(job.kind, outcome).inc()
-        metrics.DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
-    return outcome
+    # Every line of the run names the job claimed and the request that
+    # created it, whichever message woke this process.
+    job_token = logging_context.job_id.set(str(job.id))
+    request_token = logging_context.request_id.set(job.request_id)
+    try:
+        started = time.monotonic()
+        outcome = await _run_claimed(JobContext(job, sessionmaker, settings), kinds)
+        if outcome in ("succeeded", "failed"):
+            metrics.FINISHED.labels(job.kind, outcome).inc()
+            metrics.DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
+        log.info("job %s: %s", job.id, outcome)
+        return outcome
+    finally:
+        logging_context.request_id.reset(request_token)
+        logging_context.job_id.reset(job_token)
 
 
 async def _run_claimed(ctx: JobContext, kinds: Mapping[str, JobKind]) -> Outcome:
@@ -111,7 +123,9 @@ async def _succeed(ctx: JobContext, kinds: Mapping[str, JobKind]) -> None:
         raise JobError(f"this worker has no handler for job kind {ctx.job.kind!r}")
     async with ctx.sessionmaker() as session, transaction(session):
         output = await kind.handler(session, ctx)
-        file = output.result_file
+        file = await _store_result(session, ctx, output.result_file)
+        if file is not None and file.size:
+            await _check_result_quota(session, ctx, file.size)
         recorded = await repository.finish(
             session,
             ctx.id,
@@ -119,12 +133,37 @@ async def _succeed(ctx: JobContext, kinds: Mapping[str, JobKind]) -> None:
             status=JobStatus.succeeded,
             result=output.result,
             counts=output.counts,
-            result_file=file.content if file else None,
+            result_bytes=file.size if file else 0,
             result_media_type=file.media_type if file else None,
             result_filename=file.filename if file else None,
         )
         if not recorded:
             raise JobLost
+        await files.delete_inputs(session, [ctx.id])
+
+
+async def _check_result_quota(session: AsyncSession, ctx: JobContext, size: int) -> None:
+    """:class:`JobError` (the run and its file rolled back) when the result
+    would take its owner past MAX_STORED_FILE_BYTES_PER_USER."""
+    limits = storage.FileLimits.of(ctx.settings)
+    if not await storage.fits_result(session, ctx.job.owner_id, ctx.id, size, limits):
+        raise JobError(
+            f"the result ({size} bytes) would take your stored job files past "
+            f"{limits.max_bytes_per_user} bytes (MAX_STORED_FILE_BYTES_PER_USER); "
+            "wait for older results to expire (RESULT_RETENTION_HOURS), then run the job again"
+        )
+
+
+async def _store_result(
+    session: AsyncSession, ctx: JobContext, file: ResultFile | WrittenFile | None
+) -> WrittenFile | None:
+    """A small file a handler returned whole, stored in chunks like a
+    written one (in the run's transaction, within the owner's quota)."""
+    if not isinstance(file, ResultFile):
+        return file
+    writer = await ctx.result_writer(session, media_type=file.media_type, filename=file.filename)
+    await writer.write(file.content)
+    return await writer.close()
 
 
 async def _fail(ctx: JobContext, exc: Exception) -> Outcome:
@@ -159,12 +198,15 @@ async def _fail(ctx: JobContext, exc: Exception) -> Outcome:
         recorded = await repository.finish(
             session, ctx.id, ctx.attempt, status=JobStatus.failed, error=error
         )
+        if recorded:
+            await files.delete_inputs(session, [ctx.id])
     return "failed" if recorded else "lost"
 
 
 async def _requeue(ctx: JobContext, exc: Exception) -> Outcome:
-    """Hand a run that met a transient error back to the queue; the relay
-    sends it again after JOB_RESEND_AFTER_SECONDS."""
+    """Hand a run that met a transient error back to the queue: any later
+    message may claim it, and the relay sends it again once no job was
+    claimed for JOB_RESEND_AFTER_SECONDS."""
     log.warning(
         "job %s attempt %d: transient database error (%s: %s); back to the queue",
         ctx.id,

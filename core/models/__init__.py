@@ -4,6 +4,17 @@ from core.models.auth_session import AuthSession, RefreshToken
 from core.models.base import Base
 from core.models.item import Item
 from core.models.job import Job, JobStatus
+from core.models.job_file import JobFile, JobFileRole
 from core.models.user import User
 
-__all__ = ["AuthSession", "Base", "Item", "Job", "JobStatus", "RefreshToken", "User"]
+__all__ = [
+    "AuthSession",
+    "Base",
+    "Item",
+    "Job",
+    "JobFile",
+    "JobFileRole",
+    "JobStatus",
+    "RefreshToken",
+    "User",
+]

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     Enum,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -45,6 +47,34 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
         Index("ix_jobs_owner_id_created_at", "owner_id", "created_at"),
+        # Active jobs only (finished ones leave it): the fair claim's running
+        # counts and queue heads per owner, and the active-jobs quota.
+        Index(
+            "ix_jobs_active_status_owner_id",
+            "status",
+            "owner_id",
+            "created_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        # The fair claim's "when was this owner last served?" and the relay's
+        # "was any job claimed lately?" are each a lookup of the latest. The
+        # second is DESC NULLS LAST on purpose: max(started_at) of one owner
+        # cannot use it, so the planner never scans every later claim of
+        # other owners for it instead of taking the first one above.
+        Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
+        Index("ix_jobs_started_at", text("started_at DESC NULLS LAST")),
+        # The per-user sum of stored files reads only the jobs that hold some.
+        Index(
+            "ix_jobs_owner_id_stored_files",
+            "owner_id",
+            postgresql_where=text("input_bytes > 0 OR result_bytes > 0"),
+        ),
+        # The retention purge finds the results still stored, oldest first.
+        Index(
+            "ix_jobs_finished_at_result_stored",
+            "finished_at",
+            postgresql_where=text("result_media_type IS NOT NULL AND result_purged_at IS NULL"),
+        ),
     )
 
     owner_id: Mapped[UUID] = mapped_column(
@@ -66,12 +96,22 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
     # Files live in Postgres, not on a disk: the API and the worker may share
-    # none (Render). Deferred, so that listing jobs never loads them.
+    # none (Render). They are stored in chunks (``job_files``); these two
+    # columns are where the release before chunks put them: no longer
+    # written, read only as a fallback for a row that release wrote during
+    # a rolling update. Deferred, so that listing jobs never loads them.
     input_file: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     result_file: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
-    # How the API serves result_file (set together with it).
+    # Bytes of the job's files stored now, for the per-user quota: the
+    # upload until the job ends, the result until it is purged.
+    input_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    result_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # How the API serves the result file (set together with it).
     result_media_type: Mapped[str | None] = mapped_column(String(255))
     result_filename: Mapped[str | None] = mapped_column(String(255))
+    # When the result file was deleted, RESULT_RETENTION_HOURS after the
+    # job finished (the row stays; its result route answers 410).
+    result_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When a broker message for this job was last sent; the relay re-sends
     # queued jobs whose message seems lost.
     enqueued_at: Mapped[datetime] = mapped_column(

@@ -33,11 +33,13 @@ compose exec -T db sh -c \
     'dropdb -U "$POSTGRES_USER" --if-exists --force "$POSTGRES_DB" &&
      createdb -U "$POSTGRES_USER" "$POSTGRES_DB"'
 
+# --no-privileges: the app role may not exist yet (a new volume); the
+# migrate service below creates it and grants its rights again.
 log "loading $file"
 compose exec -T db sh -c \
-    'pg_restore -U "$POSTGRES_USER" -d "$POSTGRES_DB" --no-owner --exit-on-error --single-transaction' < "$file"
+    'pg_restore -U "$POSTGRES_USER" -d "$POSTGRES_DB" --no-owner --no-privileges --exit-on-error --single-transaction' < "$file"
 
-log "migrating and starting the services"
+log "migrating (and granting the app role its rights), starting the services"
 compose run --rm migrate
 compose up -d --wait
 log "restored $file"

@@ -206,7 +206,16 @@ async def test_any_kind_may_produce_a_file_served_as_its_result(
     outcome, stored = await run_as_ping(sessionmaker, owner, job_settings, produces_a_file)
     assert outcome == "succeeded"
     async with sessionmaker() as session:
-        assert await service.result(session, owner.id, stored.id) == file
+        result = await service.result(session, owner.id, stored.id)
+    assert isinstance(result, service.StoredFile)
+    assert (result.media_type, result.filename, result.size) == (
+        file.media_type,
+        file.filename,
+        len(file.content),
+    )
+    assert b"".join([chunk async for chunk in service.read_file(sessionmaker, result)]) == (
+        file.content
+    )
 
 
 async def test_cancelling_a_running_job_rolls_its_work_back(

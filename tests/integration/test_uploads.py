@@ -275,6 +275,8 @@ async def test_a_valid_token_uploads_a_large_file(live: Live) -> None:
         await upload.send()
         answer = await upload.answer()
         assert answer.status == 202, answer
+        # Read whole: the connection stays open for the next request.
+        assert answer.headers.get("connection") != "close"
     finally:
         await upload.close()
     async with live.client() as client:
@@ -305,6 +307,9 @@ async def test_a_megabyte_header_is_a_short_422_before_the_rest_is_sent(live: Li
         assert len(answer.body) < 200
         assert b"CSV header (the first line) is longer than 4096 bytes" in answer.body
         assert upload.sent == 16 * 1024
+        # Refused before the rest was read: the server stops reading it.
+        assert answer.headers["connection"] == "close"
+        assert await upload.closed_by_server()
     finally:
         await upload.close()
     # Sent whole, by an ordinary client: the same short answer.
@@ -326,7 +331,10 @@ async def test_a_wrong_media_type_is_a_415_on_the_first_bytes(live: Live) -> Non
     )
     try:
         await upload.start(first=16 * 1024)
-        assert (await upload.answer()).status == 415
+        answer = await upload.answer()
+        assert answer.status == 415
+        assert answer.headers["connection"] == "close"
+        assert await upload.closed_by_server()
     finally:
         await upload.close()
 
@@ -454,6 +462,7 @@ async def test_a_logged_out_token_is_refused_by_the_route_before_the_body(live: 
         answer = await upload.answer()
         assert answer.status == 401, answer
         assert b'"code":"not_authenticated"' in answer.body
+        assert answer.headers["connection"] == "close"
     finally:
         await upload.close()
     await eventually(lambda: live.slots.active == 0)

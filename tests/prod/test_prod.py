@@ -160,6 +160,8 @@ def test_placeholder_secrets_refuse_to_start() -> None:
     assert "SECRET_KEY is a placeholder" in output, output
     assert "DATABASE_URL has a missing or placeholder password" in output, output
     assert "METRICS_TOKEN is a placeholder" in output, output
+    assert "DATABASE_OWNER_URL has a missing or placeholder password" in output, output
+    assert "REDIS_URL has a placeholder password" in output, output
 
 
 def script(name: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -303,3 +305,53 @@ def test_redis_keeps_what_it_is_given() -> None:
         "appendonly": "yes",
         "maxmemory-policy": "noeviction",
     }
+
+
+def test_redis_refuses_commands_without_the_password() -> None:
+    """REDIS_PASSWORD (requirepass): NOAUTH without it; the app containers
+    carry it in REDIS_URL and are healthy with it."""
+    anonymous = compose("exec", "-T", "redis", "env", "-u", "REDISCLI_AUTH", "redis-cli", "ping")
+    assert "NOAUTH" in anonymous.stdout + anonymous.stderr, anonymous
+    wrong = compose("exec", "-T", "-e", "REDISCLI_AUTH=wrong", "redis", "redis-cli", "ping")
+    assert "PONG" not in wrong.stdout, wrong
+    assert compose("exec", "-T", "redis", "redis-cli", "ping").stdout.strip() == "PONG"
+    password = env_value("REDIS_PASSWORD")
+    assert len(password) >= 32
+    for service in APP_SERVICES:
+        details = inspect(service)
+        assert f"REDIS_URL=redis://:{password}@redis:6379/0" in details["Config"]["Env"], service
+        if service != "scheduler":  # no healthcheck: it only sends messages
+            assert details["State"]["Health"]["Status"] == "healthy", service
+
+
+# Run in the api container with its own environment: who it connects as,
+# and what that role may do.
+ROLE_PROBE = """
+import asyncio, os, asyncpg
+async def main():
+    c = await asyncpg.connect(os.environ["DATABASE_URL"])
+    print(await c.fetchval("SELECT current_user"))
+    print(await c.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
+    for sql in ("CREATE TABLE probe (id int)", "COPY (SELECT 1) TO PROGRAM 'true'"):
+        try:
+            await c.execute(sql)
+            print("allowed")
+        except asyncpg.InsufficientPrivilegeError:
+            print("refused")
+    print(await c.fetchval("SELECT count(*) FROM users") >= 0)
+    print(repr(os.environ.get("DATABASE_OWNER_URL")), repr(os.environ.get("POSTGRES_PASSWORD")))
+asyncio.run(main())
+"""
+
+
+def test_the_app_connects_as_a_role_that_owns_nothing() -> None:
+    """The api's role is the app role: no superuser, no DDL, no programs;
+    the tables belong to the owner (after the restore above, too), and the
+    api's environment holds neither the owner's URL nor its password."""
+    app_user = env_value("POSTGRES_APP_USER")
+    lines = compose("exec", "-T", "api", "python", "-c", ROLE_PROBE).stdout.split("\n")
+    assert lines[:6] == [app_user, "False", "refused", "refused", "True", "'' ''"], lines
+    owner = env_value("POSTGRES_USER")
+    assert app_user != owner
+    tables = psql("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")
+    assert tables == owner

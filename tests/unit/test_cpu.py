@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from core.cpu import cgroup_cpu_limit, effective_cpus, gunicorn_workers
+from core.cpu import (
+    cgroup_cpu_limit,
+    cgroup_memory_limit,
+    effective_cpus,
+    gunicorn_workers,
+    upload_memory_warning,
+)
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -77,3 +83,31 @@ def test_workers_from_cpus_unless_web_concurrency() -> None:
     assert gunicorn_workers(None, 1) == 3
     assert gunicorn_workers(None, 2) == 5
     assert gunicorn_workers(2, 8) == 2
+
+
+@pytest.mark.parametrize(
+    ("files", "limit"),
+    [
+        ({"memory.max": "536870912\n"}, 512 * 1024 * 1024),
+        ({"memory.max": "max\n"}, None),
+        ({"memory/memory.limit_in_bytes": "268435456"}, 256 * 1024 * 1024),
+        ({"memory/memory.limit_in_bytes": "9223372036854771712"}, None),
+        ({}, None),
+    ],
+    ids=["v2", "v2-unlimited", "v1", "v1-unlimited", "none"],
+)
+def test_cgroup_memory_limit(tmp_path: Path, files: dict[str, str], limit: int | None) -> None:
+    assert cgroup_memory_limit(write(tmp_path, files)) == limit
+
+
+def test_uploads_that_could_fill_the_memory_limit_are_warned_about() -> None:
+    mib = 1024 * 1024
+    # The production defaults: 5 processes x 2 slots x 20 MiB = 200 MiB.
+    fits = {"processes": 5, "slots": 2, "max_bytes": 20 * mib}
+    assert upload_memory_warning(**fits, limit=1024 * mib) is None
+    assert upload_memory_warning(**fits, limit=None) is None
+    warning = upload_memory_warning(**fits, limit=256 * mib)
+    assert warning is not None
+    assert "200 MiB" in warning
+    assert "UPLOADS_PER_PROCESS=2" in warning
+    assert "256 MiB" in warning

@@ -159,7 +159,13 @@ NEUTRALISED = [
     ("''", "''"),
     ("'tis", "'tis"),
     ("a=b", "a=b"),
-    (" =1+1", " =1+1"),
+    (" =1+1", "' =1+1"),
+    ("\u00a0 @x", "'\u00a0 @x"),
+    ("\uff1d1+1", "'\uff1d1+1"),
+    ("\u3000\uff0bcmd", "'\u3000\uff0bcmd"),
+    ("' =x", "'' =x"),
+    ("a =b", "a =b"),
+    ("  ", "  "),
     ("Blue mug", "Blue mug"),
     ("line one\n=two", "line one\n=two"),
 ]
@@ -196,12 +202,13 @@ def test_an_import_drops_one_quote_before_a_formula_character_only(cell: str, re
 
 def test_every_short_cell_is_exported_safely_and_read_back_unchanged() -> None:
     """All cells of up to 4 characters from quotes, triggers and others."""
-    alphabet = ["'", "=", "-", "@", "\t", "\r", "\n", "+", "a", " ", '"']
+    alphabet = ["'", "=", "-", "@", "\t", "\r", "\n", "+", "a", " ", '"', "\uff1d", "\u3000"]
     for length in range(5):
         for chars in product(alphabet, repeat=length):
             cell = "".join(chars)
             written = spreadsheet.neutralise(cell)
             assert written[:1] not in spreadsheet.TRIGGERS, repr(cell)
+            assert written.lstrip(" \u3000")[:1] not in spreadsheet.TRIGGERS, repr(cell)
             assert written in (cell, "'" + cell), repr(cell)
             assert spreadsheet.restore(written) == cell, repr(cell)
 
