@@ -184,6 +184,7 @@ _DESCRIPTIONS = {
     410: "Gone: deleted after its retention period (an expired job result)",
     413: "Request body too large",
     415: "Unsupported media type (not a CSV file)",
+    503: "Busy or a backing service unavailable; see Retry-After",
     429: "Too many requests (rate limit, login attempts or a per-user quota); see Retry-After",
 }
 

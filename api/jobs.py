@@ -10,16 +10,21 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from api.deps import Caller, ProducerDep, ReadSession, SettingsDep, WriteSession
 from api.errors import AUTH_ERRORS, BODY_ERRORS, OWNED_RESOURCE_RESPONSES, responses
 from api.schemas.common import Limit, Offset
 from api.schemas.jobs import GET_JOB_ROUTE, JobPage, JobRead, PingCreate, accepted
+from api.upload_gate import UploadSlots
+from core.errors import ServiceUnavailable
 from core.jobs import builtin, service
 from core.jobs_index import JobKindName
 from core.models import JobStatus
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+# What a client refused a download for (all slots taken) waits.
+DOWNLOAD_RETRY_AFTER_SECONDS = 5
 
 
 @router.post(
@@ -71,7 +76,7 @@ async def get_job(job_id: UUID, caller: Caller, session: ReadSession) -> JobRead
     "/{job_id}/result",
     response_model=dict[str, Any],
     responses={
-        **responses(*AUTH_ERRORS, 404, 409, 410),
+        **responses(*AUTH_ERRORS, 404, 409, 410, 503),
         200: {
             "description": "The file the job produced (an export: CSV), else its result as JSON",
             "content": {"text/csv": {"schema": {"type": "string"}}},
@@ -91,8 +96,16 @@ async def get_job_result(
     if isinstance(outcome, service.StoredFile):
         # Streamed one chunk per query, each in a short session of its own
         # (the route's session is closed by then): a slow client holds no
-        # pooled connection while it reads.
-        return StreamingResponse(
+        # pooled connection while it reads, but a chunk or two of memory, so
+        # a process streams at most DOWNLOADS_PER_PROCESS at once.
+        slots: UploadSlots = request.app.state.download_slots
+        if not slots.try_take():
+            raise ServiceUnavailable(
+                "too many downloads in progress on this server; retry shortly",
+                retry_after=DOWNLOAD_RETRY_AFTER_SECONDS,
+            )
+        return _SlotStream(
+            slots,
             service.read_file(request.app.state.read_sessionmaker, outcome),
             media_type=outcome.media_type,
             headers={
@@ -101,6 +114,21 @@ async def get_job_result(
             },
         )
     return JSONResponse(outcome)
+
+
+class _SlotStream(StreamingResponse):
+    """A streamed response that gives its download slot back however it
+    ends: sent whole, the client gone, or an error."""
+
+    def __init__(self, slots: UploadSlots, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.give_back()
 
 
 _PLAIN_FILENAME = re.compile(r"[A-Za-z0-9._ -]{1,200}")

@@ -84,6 +84,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     # Around the size limit: an upload's token and a free upload slot are
     # checked before any of its body is read.
     app.state.upload_slots = UploadSlots(settings.jobs.uploads_per_process)
+    app.state.download_slots = UploadSlots(settings.jobs.downloads_per_process)
     app.add_middleware(
         UploadGate,
         path=IMPORT_PATH,

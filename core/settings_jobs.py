@@ -16,6 +16,9 @@ class JobSettings(SettingsGroup):
     uploads_per_process: int = Field(default=2, ge=1, le=256)
     import_max_header_bytes: int = Field(default=4096, ge=64, le=65_536)
     import_max_columns: int = Field(default=32, ge=5, le=1024)
+    # Result downloads one API process streams at once (503 beyond): each
+    # holds about two 1 MiB chunks while a slow client reads.
+    downloads_per_process: int = Field(default=16, ge=1, le=1024)
     # Seconds an upload may send nothing before it is dropped (408): a
     # stalled client never holds one of the slots above for long.
     upload_idle_seconds: float = Field(default=15.0, ge=1, le=300)

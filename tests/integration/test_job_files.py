@@ -14,6 +14,7 @@ from uuid import UUID
 import httpx
 import pytest
 from celery import Celery
+from fastapi import FastAPI
 from sqlalchemy import event, func, make_url, select, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -317,6 +318,43 @@ async def test_a_download_streams_chunk_by_chunk_with_its_length(
     assert response.headers["content-type"].startswith("text/csv")
     assert response.headers["content-disposition"] == 'attachment; filename="big.csv"'
     assert len(reads) == 3  # one query per chunk
+
+
+async def test_downloads_past_the_per_process_limit_are_503_until_one_ends(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    sessionmaker: Maker,
+    user_headers: dict[str, str],
+    job_settings: JobSettings,
+) -> None:
+    """DOWNLOADS_PER_PROCESS: with every slot taken (streams in progress) a
+    download is refused before it starts; each download gives its slot back
+    when it ends, and a refusal takes none."""
+    data = payload(CHUNK_BYTES + 5, seed=6)
+
+    async def writes(session: AsyncSession, ctx: JobContext) -> Output:
+        writer = await ctx.result_writer(session, media_type="text/csv", filename="d.csv")
+        await writer.write(data)
+        return Output(result_file=await writer.close())
+
+    job = await create(sessionmaker, await user_id(client, user_headers))
+    assert (await run_with(sessionmaker, job.id, job_settings, writes))[0] == "succeeded"
+    slots = app.state.download_slots
+    assert slots.limit == job_settings.downloads_per_process
+    url = f"/api/v1/jobs/{job.id}/result"
+
+    slots.active = slots.limit  # every slot held by a stream in progress
+    try:
+        busy = await client.get(url, headers=user_headers)
+    finally:
+        slots.active = 0
+    assert busy.status_code == 503
+    assert busy.json()["error"]["code"] == "service_unavailable"
+    assert busy.headers["retry-after"] == "5"
+    for _ in range(3):
+        served = await client.get(url, headers=user_headers)
+        assert (served.status_code, served.content) == (200, data)
+        assert slots.active == 0
 
 
 async def test_an_expired_result_is_gone_and_purged_and_its_job_stays(
