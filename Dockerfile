@@ -62,8 +62,9 @@ COPY api ./api
 COPY worker ./worker
 COPY migrate ./migrate
 COPY tests ./tests
-COPY Dockerfile docker-compose.yml ./
+COPY Dockerfile docker-compose.yml docker-compose.prod.yml ./
 COPY deploy/render.yaml ./deploy/
+COPY deploy/helm ./deploy/helm
 USER app
 CMD ["pytest", "-p", "no:cacheprovider", "tests/unit", "tests/integration"]
 

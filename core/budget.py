@@ -1,10 +1,12 @@
 """The database connection budget, logged by the api and the worker at start-up.
 
 Every gunicorn worker and every Celery child owns an engine with its own pool,
-so the worst case is processes x (pool size + overflow) per service. Added up
-over the services it must stay well below Postgres' ``max_connections``, or a
-busy moment ends in "too many connections" errors. Both services log the same
-stack-wide figure and warn when it passes 80 % of the limit.
+so the worst case is replicas x processes x (pool size + overflow) per
+service, with the replicas each service may scale to (API_REPLICAS,
+WORKER_REPLICAS). Added up over the fleet it must stay well below Postgres'
+``max_connections``, or a busy moment ends in "too many connections" errors.
+Both services log the same fleet-wide figure and warn when it passes 80 % of
+the limit.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ WORKER_POOL_SIZE = 2
 WORKER_MAX_OVERFLOW = 1
 # The migrate service's single connection during a deploy.
 MIGRATE_CONNECTIONS = 1
+# The scheduler only sends messages to Redis: it never opens a database
+# connection, however many schedulers run.
+SCHEDULER_CONNECTIONS = 0
 
 
 def worker_pool() -> tuple[int, int]:
@@ -37,47 +42,54 @@ def worker_pool() -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Budget:
-    """Worst-case connections of the api and the worker (one replica each)."""
+    """Worst-case connections of every replica of the api and the worker."""
 
     api_processes: int
     api_per_process: int
     worker_processes: int
     worker_per_process: int
+    api_replicas: int = 1
+    worker_replicas: int = 1
 
     @property
     def api(self) -> int:
-        """The api's worst case."""
-        return self.api_processes * self.api_per_process
+        """The api's worst case, over all its replicas."""
+        return self.api_replicas * self.api_processes * self.api_per_process
 
     @property
     def worker(self) -> int:
-        """The worker's worst case."""
-        return self.worker_processes * self.worker_per_process
+        """The worker's worst case, over all its replicas."""
+        return self.worker_replicas * self.worker_processes * self.worker_per_process
 
     @property
     def total(self) -> int:
-        """Both services and a running migration."""
-        return self.api + self.worker + MIGRATE_CONNECTIONS
+        """The fleet: both services, the scheduler and a running migration."""
+        return self.api + self.worker + SCHEDULER_CONNECTIONS + MIGRATE_CONNECTIONS
 
 
 def budget(settings: Settings, *, api_processes: int, worker_processes: int) -> Budget:
-    """The worst case for these process counts and the configured pools."""
+    """The worst case for these process counts, the configured pools and the
+    replicas each service may scale to."""
     db = settings.db
     return Budget(
         api_processes=api_processes,
         api_per_process=db.db_pool_size + db.db_max_overflow,
         worker_processes=worker_processes,
         worker_per_process=sum(worker_pool()),
+        api_replicas=settings.web.api_replicas,
+        worker_replicas=settings.jobs.worker_replicas,
     )
 
 
 def describe(b: Budget) -> str:
     """One line with every factor, for the start-up log."""
     return (
-        f"database connections, worst case: api {b.api_processes} gunicorn workers x "
-        f"{b.api_per_process} (DB_POOL_SIZE + DB_MAX_OVERFLOW) = {b.api}; "
-        f"worker {b.worker_processes} processes (WORKER_CONCURRENCY) x {b.worker_per_process} "
-        f"= {b.worker}; + {MIGRATE_CONNECTIONS} migrate = {b.total} per replica of each service"
+        f"database connections, worst case: api {b.api_replicas} replicas (API_REPLICAS) x "
+        f"{b.api_processes} gunicorn workers x {b.api_per_process} "
+        f"(DB_POOL_SIZE + DB_MAX_OVERFLOW) = {b.api}; worker {b.worker_replicas} replicas "
+        f"(WORKER_REPLICAS) x {b.worker_processes} processes (WORKER_CONCURRENCY) x "
+        f"{b.worker_per_process} = {b.worker}; scheduler {SCHEDULER_CONNECTIONS}; "
+        f"+ {MIGRATE_CONNECTIONS} migrate = {b.total} for the whole fleet"
     )
 
 
@@ -90,7 +102,8 @@ def over_budget(b: Budget, max_connections: int) -> str | None:
         f"the worst case of {b.total} database connections exceeds 80% of "
         f"max_connections={max_connections} ({limit}); lower DB_POOL_SIZE / DB_MAX_OVERFLOW "
         f"(now {b.api_per_process} per api process), WEB_CONCURRENCY (now "
-        f"{b.api_processes}) or WORKER_CONCURRENCY (now {b.worker_processes}), put a "
+        f"{b.api_processes}), WORKER_CONCURRENCY (now {b.worker_processes}), API_REPLICAS "
+        f"(now {b.api_replicas}) or WORKER_REPLICAS (now {b.worker_replicas}), put a "
         f"transaction pooler in front (DB_POOLER=transaction), or raise max_connections"
     )
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from core.settings_base import SettingsGroup
+from core.settings_base import SettingsGroup, secrets_dir
 from core.settings_checks import DEV_SECRET_KEY, BearerSecret, describe, refusal
 
 # A group of Settings, importable from here like the others.
@@ -189,6 +189,8 @@ class WebSettings(SettingsGroup):
 
     port: int = Field(default=8000, ge=1, le=65535)
     web_concurrency: int | None = Field(default=None, ge=1, le=256)
+    # api containers the fleet may scale to, for the connection budget.
+    api_replicas: int = Field(default=1, ge=1, le=1000)
     # Proxies whose X-Forwarded-For / -Proto are believed: addresses and
     # networks, comma-separated, or * for "the connecting peer, whatever its
     # address" (only where a proxy is the only way in). The client is the
@@ -229,6 +231,10 @@ def load_settings() -> Settings:
 
     Raises :class:`SettingsError` with one line naming each bad variable.
     """
+    try:
+        secrets_dir()
+    except ValueError as exc:
+        raise SettingsError(f"invalid environment: {exc}") from None
     groups: dict[str, Any] = {}
     errors: list[str] = []
     for name, cls in (

@@ -33,6 +33,10 @@ class JobSettings(SettingsGroup):
     job_resend_after_seconds: float = Field(default=30.0, gt=0)
     # How often the scheduler runs the relay.
     relay_interval_seconds: float = Field(default=5.0, gt=0)
+    # The scheduler's lease in Redis (worker/leader.py): only its holder sends
+    # periodic tasks; it renews it every third of this, and a holder that dies
+    # is replaced within 4/3 of it.
+    scheduler_lock_ttl_seconds: float = Field(default=10.0, ge=1, le=300)
     # CSV rows validated and written per database round trip.
     import_batch_rows: int = Field(default=20_000, ge=1, le=100_000)
     # Items one user may own (POST /api/v1/items answers 403 at it; an
@@ -41,6 +45,8 @@ class JobSettings(SettingsGroup):
     max_items_per_user: int = Field(default=100_000, ge=1, le=100_000_000)
     # Celery worker processes (prefork children) per worker container.
     worker_concurrency: int = Field(default=2, ge=1, le=64)
+    # Worker containers the fleet may scale to, for the connection budget.
+    worker_replicas: int = Field(default=1, ge=1, le=1000)
     # Port of the worker's Prometheus endpoint (internal network only); 0: off.
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
     # The same for a job's statements (a big import's COPY must fit); a job

@@ -23,6 +23,9 @@ init_sentry(settings.app, component="worker")
 
 app = Celery("worker", include=["worker.tasks"])
 app.conf.update(celery_config(settings))
+# Two schedulers at once send each periodic task once: only the holder of a
+# lease in Redis sends (worker/leader.py).
+app.conf.beat_scheduler = "worker.leader:LeaderScheduler"
 app.steps["consumer"].add(metrics.Consuming)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.budget import budget, describe, over_budget, worker_pool
-from core.settings import DatabaseSettings, Settings, load_settings
+from core.settings import DatabaseSettings, Settings, SettingsError, load_settings
 
 
 @pytest.fixture
@@ -23,9 +25,42 @@ def test_worst_case_is_processes_times_pool_plus_overflow(settings: Settings) ->
     assert b.worker == 2 * 3  # a child's pool: 2 + 1 overflow
     assert b.total == 50 + 6 + 1
     line = describe(b)
-    assert "api 5 gunicorn workers x 10" in line
-    assert "worker 2 processes (WORKER_CONCURRENCY) x 3" in line
-    assert "= 57" in line
+    assert "api 1 replicas (API_REPLICAS) x 5 gunicorn workers x 10" in line
+    assert "worker 1 replicas (WORKER_REPLICAS) x 2 processes (WORKER_CONCURRENCY) x 3" in line
+    assert "scheduler 0" in line
+    assert "= 57 for the whole fleet" in line
+
+
+def test_the_fleet_counts_every_replica_each_service_may_scale_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    monkeypatch.setenv("DB_POOL_SIZE", "5")
+    monkeypatch.setenv("DB_MAX_OVERFLOW", "2")
+    monkeypatch.setenv("API_REPLICAS", "3")
+    monkeypatch.setenv("WORKER_REPLICAS", "4")
+    b = budget(load_settings(), api_processes=5, worker_processes=2)
+    assert (b.api_replicas, b.worker_replicas) == (3, 4)
+    assert b.api == 3 * 5 * (5 + 2)
+    assert b.worker == 4 * 2 * 3
+    assert b.total == 105 + 24 + 0 + 1  # the scheduler opens no connection
+    line = describe(b)
+    assert "api 3 replicas (API_REPLICAS) x 5 gunicorn workers x 7" in line
+    assert "= 105" in line
+    assert "worker 4 replicas (WORKER_REPLICAS) x 2 processes" in line
+    assert "= 24" in line
+    assert "= 130 for the whole fleet" in line
+
+
+def test_replicas_default_to_one_and_are_bounded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (settings.web.api_replicas, settings.jobs.worker_replicas) == (1, 1)
+    for name, value in (("API_REPLICAS", "0"), ("WORKER_REPLICAS", "1001")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(SettingsError, match=name):
+            load_settings()
+        monkeypatch.delenv(name)
 
 
 def test_a_worker_child_pools_what_one_task_uses_whatever_the_api_pool(
@@ -51,5 +86,31 @@ def test_warning_names_the_numbers_and_the_settings(settings: Settings) -> None:
     assert warning is not None
     assert "103" in warning
     assert "max_connections=100 (80)" in warning
-    for setting in ("DB_POOL_SIZE", "DB_MAX_OVERFLOW", "WEB_CONCURRENCY", "WORKER_CONCURRENCY"):
+    for setting in (
+        "DB_POOL_SIZE",
+        "DB_MAX_OVERFLOW",
+        "WEB_CONCURRENCY",
+        "WORKER_CONCURRENCY",
+        "API_REPLICAS",
+        "WORKER_REPLICAS",
+        "DB_POOLER=transaction",
+    ):
         assert setting in warning
+
+
+def test_replicas_alone_can_pass_80_percent(settings: Settings) -> None:
+    """One replica of each fits; the fleet they may scale to does not."""
+    one = budget(settings, api_processes=5, worker_processes=2)  # 57
+    assert over_budget(one, 100) is None
+    fleet = replace(one, api_replicas=2)  # 50 more
+    assert fleet.total == 107
+    warning = over_budget(fleet, 200)  # 80% of 200 = 160: fits
+    assert warning is None
+    warning = over_budget(fleet, 133)  # 80% of 133 = 106: one past it
+    assert warning is not None
+    assert "the worst case of 107 database connections" in warning
+    assert "max_connections=133 (106)" in warning
+    assert "API_REPLICAS (now 2)" in warning
+    # Worker replicas of 2 processes x 3: 50 + 6 x replicas + 1 migrate.
+    assert over_budget(replace(one, worker_replicas=9), 133) is None  # 105
+    assert over_budget(replace(one, worker_replicas=10), 133) is not None  # 111

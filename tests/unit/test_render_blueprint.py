@@ -1,18 +1,25 @@
-"""The Render Blueprint (deploy/render.yaml) checked against the code it deploys.
+"""The Render Blueprint (deploy/render.yaml) checked against Render's schema
+and against the code it deploys.
 
-References must resolve, the commands must be the image's entry points, every
-variable must be a setting the app reads, and the settings must load in
-production from what Render provides.
+The file must be valid for Render's published Blueprint schema, references
+must resolve, the commands must be the image's entry points, every variable
+must be a setting the app reads, the settings must load in production from
+what Render provides, and the scale-out settings (PgBouncer, pre-deploy
+migrations, autoscaling, deploy triggers, build filter, Postgres version)
+must stay as deploy/RENDER.md describes them.
 """
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
+import json
 import re
 import secrets
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 import yaml
 from fastapi.routing import APIRoute
@@ -21,10 +28,14 @@ from pydantic_settings import BaseSettings
 from api.health import router as health_router
 from api.proxy import TrustedProxies
 from core.settings import Settings, load_settings
+from migrate import __main__ as migrate_main
 
 ROOT = Path(__file__).resolve().parents[2]
 BLUEPRINT = ROOT / "deploy" / "render.yaml"
 COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+# Render's Blueprint schema; provenance in tests/schemas/README.md.
+SCHEMA = ROOT / "tests" / "schemas" / "render.yaml.schema.json"
 
 API = "appstack-api"
 WORKER = "appstack-worker"
@@ -39,6 +50,10 @@ RUNTIME_STAGE = "runtime"
 
 # What Render fills in for the values the Blueprint does not spell out.
 RENDER_DATABASE_URL = "postgres://appstack:s3cr3t-Render-generated@dpg-abc123-a:5432/appstack"
+RENDER_POOLER_HOST = "dpg-abc123-pooler"
+RENDER_POOLED_URL = (
+    f"postgres://appstack:s3cr3t-Render-generated@{RENDER_POOLER_HOST}:6432/appstack"
+)
 RENDER_REDIS_URL = "redis://red-abc123:6379"
 RENDER_PORT = "10000"
 
@@ -83,6 +98,20 @@ def compose_commands() -> dict[str, str]:
 
 def _compute(services: dict[str, Service]) -> dict[str, Service]:
     return {name: s for name, s in services.items() if s["type"] != "keyvalue"}
+
+
+def _env_var(service: Service, key: str) -> EnvVar:
+    """The service's own entry for ``key`` (an empty one when it has none)."""
+    entries = [e for e in service.get("envVars", []) if e.get("key") == key]
+    assert len(entries) <= 1, f"{service['name']} sets {key} {len(entries)} times"
+    return entries[0] if entries else {}
+
+
+def _group_value(groups: dict[str, list[EnvVar]], key: str) -> str:
+    """The one value a group gives ``key``."""
+    values = [e["value"] for entries in groups.values() for e in entries if e["key"] == key]
+    assert len(values) == 1, f"{key} is set {len(values)} times in the groups"
+    return str(values[0])
 
 
 def _all_env_vars(blueprint: dict[str, Any]) -> list[EnvVar]:
@@ -183,13 +212,27 @@ def test_command_is_the_compose_command(
     assert services[name]["dockerCommand"] == compose_commands[COMPOSE_SERVICE[name]]
 
 
-def test_pre_deploy_runs_the_migrations_once(
+def test_every_service_migrates_before_it_starts(
     services: dict[str, Service], compose_commands: dict[str, str]
 ) -> None:
-    """The API's pre-deploy command is the compose migrate service; no other runs one."""
-    assert services[API]["preDeployCommand"] == compose_commands["migrate"]
-    others = [name for name in (WORKER, SCHEDULER) if "preDeployCommand" in services[name]]
-    assert not others, f"migrations would also run before deploying {others}"
+    """Every service running new code runs the compose migrate service's
+    command first, as the owner: services deploy in any order, and none
+    meets a schema older than its code."""
+    for name, service in _compute(services).items():
+        assert service.get("preDeployCommand") == compose_commands["migrate"], name
+        owner = _env_var(service, "DATABASE_OWNER_URL")
+        assert owner.get("fromDatabase", {}).get("property") == "connectionString", (
+            f"{name}: its migrations need the owner's direct URL"
+        )
+
+
+def test_concurrent_migrations_wait_for_one_another() -> None:
+    """Several services' pre-deploy commands at once are safe only because
+    each upgrade runs under one session-level advisory lock."""
+    source = inspect.getsource(migrate_main.migrate)
+    assert "pg_advisory_lock(" in source
+    assert "pg_advisory_unlock(" in source
+    assert "direct=True" in source, "the lock needs a session: never through the pooler"
 
 
 def test_entry_points_exist(services: dict[str, Service]) -> None:
@@ -304,7 +347,8 @@ def test_forwarded_allow_ips_trusts_only_the_platforms_proxy(
 
 
 def test_scheduler_runs_exactly_one_instance(services: dict[str, Service]) -> None:
-    """A second beat would send every periodic task twice."""
+    """One beat: the leader lock keeps a second one (a deploy's overlap)
+    from sending anything, so more instances would only idle."""
     scheduler = services[SCHEDULER]
     assert scheduler["numInstances"] == 1
     assert "scaling" not in scheduler
@@ -330,8 +374,11 @@ def _resolve(entry: EnvVar, secret_key: str) -> str:
         return str(entry["value"])
     if entry.get("generateValue") is True:
         return secret_key
-    if entry.get("fromDatabase", {}).get("property") == "connectionString":
+    database_property = entry.get("fromDatabase", {}).get("property")
+    if database_property == "connectionString":
         return RENDER_DATABASE_URL
+    if database_property == "connectionPoolString":
+        return RENDER_POOLED_URL
     source = entry.get("fromService", {})
     if source.get("type") == "keyvalue" and source.get("property") == "connectionString":
         return RENDER_REDIS_URL
@@ -374,3 +421,164 @@ def test_settings_load_from_render_values(
         assert settings.web.port == int(RENDER_PORT)
     if "WORKER_CONCURRENCY" in env:
         assert settings.jobs.worker_concurrency == int(env["WORKER_CONCURRENCY"])
+    # Through the pooler exactly when the app knows it is; migrations never.
+    assert settings.db.pooled == (RENDER_POOLER_HOST in settings.db.url.url)
+    assert RENDER_POOLER_HOST not in settings.db.direct_url.url
+    assert RENDER_POOLER_HOST not in settings.db.as_owner().direct_url.url
+
+
+def test_blueprint_is_valid_for_renders_schema(blueprint: dict[str, Any]) -> None:
+    """Render's published schema accepts the file: no unknown or misspelt
+    field, every value of the type and in the range Render takes."""
+    validator = jsonschema_rs.validator_for(json.loads(SCHEMA.read_text()))
+    errors = [
+        f"{'/'.join(map(str, e.instance_path)) or '(root)'}: {e.message[:200]}"
+        for e in validator.iter_errors(blueprint)
+    ]
+    assert not errors, "\n".join(errors)
+
+
+def test_api_and_worker_connect_through_pgbouncer(
+    blueprint: dict[str, Any], services: dict[str, Service]
+) -> None:
+    """Render's PgBouncer (transaction mode) in front of the database; the
+    API and the worker use its URL with DB_POOLER=transaction and keep a
+    direct URL for session-level work; nothing else uses the pooled URL."""
+    [database] = blueprint["databases"]
+    assert database["connectionPool"] == "pgbouncer"
+    for name, service in _compute(services).items():
+        url = _env_var(service, "DATABASE_URL")["fromDatabase"]
+        pooled = url["property"] == "connectionPoolString"
+        assert pooled == (name in (API, WORKER)), f"{name}: DATABASE_URL is {url['property']}"
+        pooler = _env_var(service, "DB_POOLER").get("value", "none")
+        assert pooler == ("transaction" if pooled else "none"), f"{name}: DB_POOLER={pooler}"
+        for key in ("DATABASE_DIRECT_URL", "DATABASE_OWNER_URL"):
+            source = _env_var(service, key).get("fromDatabase", {})
+            assert source.get("property", "connectionString") == "connectionString", (
+                f"{name}: {key} must be direct"
+            )
+        if pooled:
+            assert _env_var(service, "DATABASE_DIRECT_URL"), f"{name} has no direct URL"
+
+
+def test_api_autoscales_and_the_budget_counts_its_maximum(
+    services: dict[str, Service], groups: dict[str, list[EnvVar]]
+) -> None:
+    """The web service autoscales on CPU and memory (a paid-workspace
+    feature), and the connection budget counts each service's most instances."""
+    api = services[API]
+    scaling = api["scaling"]
+    assert "numInstances" not in api, "scaling replaces a fixed numInstances"
+    assert 1 <= scaling["minInstances"] < scaling["maxInstances"]
+    assert 0 < scaling["targetCPUPercent"] <= 90
+    assert 0 < scaling["targetMemoryPercent"] <= 90
+    assert "scaling" not in services[WORKER], "the worker scales by numInstances"
+    assert int(_group_value(groups, "API_REPLICAS")) == scaling["maxInstances"]
+    assert int(_group_value(groups, "WORKER_REPLICAS")) == services[WORKER]["numInstances"]
+
+
+def test_deploys_wait_for_passing_checks(services: dict[str, Service]) -> None:
+    """A push deploys only once the commit's CI checks pass."""
+    for name, service in _compute(services).items():
+        assert service.get("autoDeployTrigger") == "checksPass", name
+        assert "autoDeploy" not in service, f"{name} uses the deprecated autoDeploy"
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A buildFilter glob as a regex: ``**`` spans directories, ``*`` and
+    ``?`` stay within one."""
+    parts: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            parts.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            parts.append(".*")
+            i += 2
+        else:
+            parts.append({"*": "[^/]*", "?": "[^/]"}.get(pattern[i], re.escape(pattern[i])))
+            i += 1
+    return re.compile("".join(parts))
+
+
+def _dockerfile_stages() -> dict[str, list[str]]:
+    """Each named stage's instructions, ``FROM`` first, continuations joined."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in DOCKERFILE.read_text().replace("\\\n", " ").splitlines():
+        match = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.I)
+        if match:
+            current = stages.setdefault(match[1], [])
+        if line.strip() and not line.lstrip().startswith("#"):
+            current.append(line)
+    return stages
+
+
+def _image_inputs(stage: str, stages: dict[str, list[str]]) -> set[str]:
+    """The repository paths ``stage`` and the stages it uses read: COPY
+    sources and bind-mounted files."""
+    inputs: set[str] = set()
+    for line in stages[stage]:
+        used = re.findall(r"^FROM\s+(\S+)|--from=(\S+)", line, re.I)
+        for name in (n for pair in used for n in pair if n in stages):
+            inputs |= _image_inputs(name, stages)
+        inputs |= set(re.findall(r"type=bind,source=([^,\s]+)", line))
+        copy = line.split()
+        if copy[0].upper() == "COPY" and not any(a.startswith("--from") for a in copy):
+            inputs |= {a for a in copy[1:-1] if not a.startswith("--")}
+    return inputs
+
+
+def _files(path: str) -> list[str]:
+    """``path`` itself, or the files under it as the build context holds them."""
+    directory = ROOT / path
+    if not directory.is_dir():
+        return [path.removeprefix("./")]
+    return [
+        f.relative_to(ROOT).as_posix()
+        for f in directory.rglob("*")
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"
+    ]
+
+
+def _triggers_a_build(build_filter: dict[str, list[str]], path: str) -> bool:
+    """Whether a change to ``path`` starts a build (no ``paths``: every path)."""
+    ignored = build_filter.get("ignoredPaths", [])
+    if any(_glob(pattern).fullmatch(path) for pattern in ignored):
+        return False
+    return any(_glob(pattern).fullmatch(path) for pattern in build_filter.get("paths", ["**"]))
+
+
+def test_only_changes_to_the_image_redeploy(services: dict[str, Service]) -> None:
+    """Every service has the same buildFilter; a change to any file the
+    runtime image is built from triggers a build, documentation and tests
+    do not."""
+    filters = [service.get("buildFilter") for service in _compute(services).values()]
+    assert filters[0], "no buildFilter"
+    assert all(f == filters[0] for f in filters), f"buildFilters differ: {filters}"
+    build_filter: dict[str, list[str]] = filters[0]
+    inputs = {i.removeprefix("./") for i in _image_inputs(RUNTIME_STAGE, _dockerfile_stages())} | {
+        "Dockerfile"
+    }
+    assert {"pyproject.toml", "uv.lock", "core", "api"} <= inputs, f"parsed {inputs}"
+    for path in sorted(p for i in inputs for p in _files(i)):
+        assert _triggers_a_build(build_filter, path), f"a change to {path} would not redeploy"
+    for path in (
+        "README.md",
+        "docs/SECURITY.md",
+        "deploy/RENDER.md",
+        "deploy/vm/deploy.sh",
+        "tests/unit/test_render_blueprint.py",
+        "bench/run.sh",
+    ):
+        assert not _triggers_a_build(build_filter, path), f"a change to {path} would redeploy"
+
+
+def test_postgres_major_version_is_the_tested_one(blueprint: dict[str, Any]) -> None:
+    """Render Postgres runs the major version the compose stack tests on."""
+    image = _load(COMPOSE)["services"]["db"]["image"]
+    match = re.search(r"postgres:(\d+)", image)
+    assert match, f"no default Postgres version in {image!r}"
+    [database] = blueprint["databases"]
+    assert database["postgresMajorVersion"] == match[1]
