@@ -79,16 +79,22 @@ def api() -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
-def auth_headers(api: httpx.Client) -> dict[str, str]:
-    """A fresh user's bearer token for the stack under test."""
-    email = f"e2e-{uuid.uuid4().hex[:12]}@example.com"
+def new_user_headers(api: httpx.Client, prefix: str = "e2e") -> dict[str, str]:
+    """Register a fresh user (email starting with ``prefix``) and log them
+    in: their Authorization header."""
+    email = f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
     password = "end-to-end password"
     registered = api.post("/api/v1/auth/register", json={"email": email, "password": password})
     assert registered.status_code == 201, registered.text
     token = api.post("/api/v1/auth/login", data={"username": email, "password": password})
     assert token.status_code == 200, token.text
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+@pytest.fixture(scope="session")
+def auth_headers(api: httpx.Client) -> dict[str, str]:
+    """A fresh user's bearer token for the stack under test."""
+    return new_user_headers(api)
 
 
 def reset_throttles() -> None:

@@ -8,14 +8,13 @@ the API's insert to the worker's recorded success, so polling adds no noise.
 from __future__ import annotations
 
 import statistics
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import API_URL, compose, reset_throttles, wait_for
+from tests.e2e.conftest import API_URL, compose, new_user_headers, reset_throttles, wait_for
 
 ONE_ROW = b"sku,name,price,quantity\nfair-1,One row,1.00,1\n"
 BACKLOG = 200
@@ -23,16 +22,6 @@ IDLE_SAMPLES = 3
 BEHIND_SAMPLES = 5
 # WORKER_CONCURRENCY of the test stack (.env.example).
 WORKER_PROCESSES = 2
-
-
-def new_user(api: httpx.Client) -> dict[str, str]:
-    email = f"fair-{uuid.uuid4().hex[:12]}@example.com"
-    password = "fair scheduling password"
-    registered = api.post("/api/v1/auth/register", json={"email": email, "password": password})
-    assert registered.status_code == 201, registered.text
-    token = api.post("/api/v1/auth/login", data={"username": email, "password": password})
-    assert token.status_code == 200, token.text
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
 def submit_import(client: httpx.Client, headers: dict[str, str]) -> str:
@@ -109,7 +98,7 @@ def test_one_users_backlog_does_not_starve_another(api: httpx.Client) -> None:
     weighs on both sides), as single runs on a small machine vary by more
     than the bound."""
     reset_throttles()
-    a, b = new_user(api), new_user(api)
+    a, b = new_user_headers(api, "fair"), new_user_headers(api, "fair")
 
     # When each of B's jobs was visible to the workers at the latest: its
     # 202 arrived (the API commits before it answers).

@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import API_URL, reset_throttles
+from tests.e2e.conftest import API_URL, new_user_headers, reset_throttles
 
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance"
 REPORTS = Path(__file__).parent
@@ -66,13 +65,7 @@ def test_no_server_errors_and_no_schema_violations(auth_headers: dict[str, str])
 
 
 def test_logout_conforms_too(api: httpx.Client) -> None:
-    email = f"logout-{uuid.uuid4().hex[:12]}@example.com"
-    password = "end-to-end password"
-    registered = api.post("/api/v1/auth/register", json={"email": email, "password": password})
-    assert registered.status_code == 201, registered.text
-    token = api.post("/api/v1/auth/login", data={"username": email, "password": password})
-    assert token.status_code == 200, token.text
-    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    headers = new_user_headers(api, "logout")
     schemathesis(headers, "--include-path", LOGOUT, report="schemathesis-logout-report.txt")
     # The run logged the user out: the token is refused now.
     assert api.get("/api/v1/users/me", headers=headers).status_code == 401

@@ -67,6 +67,20 @@ async def run_job(
     return job
 
 
+async def export(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: JobSettings,
+    headers: Headers,
+) -> tuple[dict[str, Any], httpx.Response]:
+    """Export the user's items, run the job as a worker would: the job and
+    the download of its file."""
+    exported = await client.post("/api/v1/items/export", headers=headers)
+    job = await run_job(sessionmaker, settings, client, headers, exported)
+    download = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=headers)
+    return job, download
+
+
 async def report(client: httpx.AsyncClient, headers: Headers, job: dict[str, Any]) -> Any:
     response = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=headers)
     assert response.status_code == 200, response.text
@@ -391,15 +405,8 @@ async def test_export_round_trips_through_import(
         )
         assert created.status_code == 201
 
-    job = await run_job(
-        sessionmaker,
-        job_settings,
-        client,
-        user_headers,
-        await client.post("/api/v1/items/export", headers=user_headers),
-    )
+    job, download = await export(client, sessionmaker, job_settings, user_headers)
     assert job["counts"] == {"rows": 3}
-    download = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=user_headers)
     assert download.headers["content-type"] == "text/csv; charset=utf-8"
     assert "attachment" in download.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(download.text, newline="")))
@@ -460,14 +467,7 @@ async def test_an_export_neutralises_formulas_and_still_round_trips(
         )
         assert created.status_code == 201, created.text
         assert {key: created.json()[key] for key in item} == item  # stored as sent
-    job = await run_job(
-        sessionmaker,
-        job_settings,
-        client,
-        user_headers,
-        await client.post("/api/v1/items/export", headers=user_headers),
-    )
-    download = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=user_headers)
+    _, download = await export(client, sessionmaker, job_settings, user_headers)
     rows = list(csv.reader(io.StringIO(download.text, newline="")))
     assert rows[0] == ["sku", "name", "description", "price", "quantity"]
     # Numbers stay plain numbers.
@@ -524,14 +524,7 @@ async def test_an_export_downloads_as_a_named_csv_file(
     user_headers: Headers,
     job_settings: JobSettings,
 ) -> None:
-    job = await run_job(
-        sessionmaker,
-        job_settings,
-        client,
-        user_headers,
-        await client.post("/api/v1/items/export", headers=user_headers),
-    )
-    download = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=user_headers)
+    job, download = await export(client, sessionmaker, job_settings, user_headers)
     assert download.status_code == 200
     assert download.headers["content-type"] == "text/csv; charset=utf-8"
     assert download.headers["content-disposition"] == (
@@ -545,14 +538,7 @@ async def test_export_of_nothing_is_a_header(
     user_headers: Headers,
     job_settings: JobSettings,
 ) -> None:
-    job = await run_job(
-        sessionmaker,
-        job_settings,
-        client,
-        user_headers,
-        await client.post("/api/v1/items/export", headers=user_headers),
-    )
-    download = await client.get(f"/api/v1/jobs/{job['id']}/result", headers=user_headers)
+    _, download = await export(client, sessionmaker, job_settings, user_headers)
     assert download.text == "sku,name,description,price,quantity\r\n"
 
 
