@@ -65,6 +65,11 @@ COPY tests ./tests
 COPY Dockerfile docker-compose.yml docker-compose.prod.yml ./
 COPY deploy/render.yaml ./deploy/
 COPY deploy/helm ./deploy/helm
+COPY deploy/monitoring ./deploy/monitoring
+COPY docs/monitoring.md ./docs/
+COPY .github ./.github
+COPY .pre-commit-config.yaml Makefile README.md ./
+COPY tools/check_workflows.py ./tools/
 USER app
 CMD ["pytest", "-p", "no:cacheprovider", "tests/unit", "tests/integration"]
 

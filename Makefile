@@ -9,7 +9,7 @@ DOCKER_SETUP := $(wildcard ../shared/docker/setup)
 IMAGES_ENV := $(wildcard ../shared/docker/images.env)
 ifneq ($(IMAGES_ENV),)
 include $(IMAGES_ENV)
-export PYTHON_IMAGE POSTGRES_IMAGE REDIS_IMAGE CADDY_IMAGE PGBOUNCER_IMAGE
+export PYTHON_IMAGE POSTGRES_IMAGE REDIS_IMAGE CADDY_IMAGE PGBOUNCER_IMAGE PROMETHEUS_IMAGE
 endif
 
 COMPOSE := docker compose
@@ -82,12 +82,15 @@ shell: docker ## a Python shell in the api container
 psql: docker ## psql on the development database
 	$(COMPOSE) exec db sh -c 'psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
 
-lint: uv ## ruff, mypy, import-linter and the size limits (tools/check_shape.py)
+lint: uv ## ruff, mypy, import-linter, the size limits (tools/check_shape.py) and the CI files
 	uv run --frozen ruff check .
 	uv run --frozen ruff format --check .
 	uv run --frozen mypy
 	uv run --frozen lint-imports
 	uv run --frozen python tools/check_shape.py
+	uv run --frozen check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	uv run --frozen check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	uv run --frozen python tools/check_workflows.py
 
 fmt: uv ## format and autofix
 	uv run --frozen ruff format .

@@ -7,6 +7,7 @@ effective CPU count honours the container's CPU quota (see core.cpu).
 import logging
 from typing import Any
 
+from core import tracing
 from core.budget import log_budget
 from core.cpu import cgroup_memory_limit, effective_cpus, gunicorn_workers, upload_memory_warning
 from core.metrics import process_exited, start_multiprocess_metrics
@@ -40,6 +41,18 @@ loglevel = _settings.app.log_level.lower()
 worker_tmp_dir = "/dev/shm"  # noqa: S108 (a tmpfs, not a shared temp dir)
 # No runtime control socket: nothing uses it, and the filesystem may be read-only.
 control_socket_disable = True
+
+
+def post_fork(server: object, worker: Any) -> None:
+    """Tracing (when OTEL_EXPORTER_OTLP_ENDPOINT is set) starts in each
+    worker, after the fork: the span exporter's thread would not survive it.
+    The app, imported next in the worker, is instrumented then."""
+    tracing.setup("api")
+
+
+def worker_exit(server: object, worker: Any) -> None:
+    """Export the worker's last spans."""
+    tracing.shutdown()
 
 
 def child_exit(server: object, worker: Any) -> None:

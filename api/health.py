@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from api import metrics
 from core.migrations import current_revisions
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ async def ready(request: Request) -> JSONResponse:
     )
     outcomes = {"database": database, "redis": redis, "migrations": migrations}
     failed = [name for name, outcome in outcomes.items() if outcome.state != "ok"]
+    for name, outcome in outcomes.items():
+        metrics.READINESS.labels(name).set(outcome.state == "ok")
     for name in failed:
         log.warning("readiness check %s failed: %s", name, outcomes[name].detail)
     production = request.app.state.settings.app.environment == "production"

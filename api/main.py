@@ -25,6 +25,7 @@ from api.proxy import ForwardedClient
 from api.ratelimit import RateLimit, RateLimiter
 from api.request_context import RequestContext
 from api.upload_gate import UploadGate, UploadSlots
+from core import tracing
 from core.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from core.logging import configure_logging
 from core.migrations import head_revisions, known_revisions
@@ -42,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open this process's connections; close them on shutdown."""
     settings: Settings = app.state.settings
     engine = create_engine(settings.db, application_name="api")
+    tracing.trace_engine(engine)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.read_sessionmaker = create_read_sessionmaker(engine)
@@ -146,6 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
 
     _add_middleware(app, settings)
+    # With tracing on (set up after gunicorn's fork, api/gunicorn.conf.py):
+    # a server span around every middleware above.
+    tracing.instrument_app(app)
     return app
 
 

@@ -43,7 +43,13 @@ IN_FLIGHT = Gauge(
     "Requests being served right now, all workers together.",
     multiprocess_mode="livesum",
 )
-
+READINESS = Gauge(
+    "appstack_readiness_check",
+    "1 when the last /health/ready passed this check (database, redis, "
+    "migrations), 0 when it failed.",
+    ["check"],
+    multiprocess_mode="mostrecent",
+)
 
 _bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

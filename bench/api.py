@@ -12,6 +12,10 @@
    (``bench/wrk/report.lua``), with every response's status counted. For each
    run, also the containers' CPU halfway through and the database connections
    opened during it (a pool that keeps its connections opens none).
+   Then the same GET with tracing on (``bench/compose.tracing.yml``: the api
+   exports every request's spans to an OTLP receiver in the stack), and its
+   cost against the tracing-off run above, in the same run; the api is put
+   back without tracing afterwards.
 3. After the load: RSS of every gunicorn worker (not the master) of the api
    and of the ceiling; the image's size above its base image.
 
@@ -43,6 +47,7 @@ API_URL = os.environ.get("API_URL", "http://127.0.0.1:18100")
 CEILING_URL = f"http://127.0.0.1:{os.environ.get('CEILING_PORT', '18101')}"
 BASE = ("-f", "docker-compose.yml")
 WITH_CEILING = (*BASE, "-f", "bench/compose.ceiling.yml")
+TRACED = (*BASE, "-f", "bench/compose.tracing.yml")
 MB = 1e6
 ERROR_LINE = re.compile(r"Traceback|Error|ERROR|CRITICAL|\b5\d\d\b")
 
@@ -312,6 +317,22 @@ def measure(name: str, url: str, load: Load, service: str = "", **kwargs: Any) -
     return run
 
 
+def measure_traced(target: Target, load: Load) -> WrkRun:
+    """The GET with tracing on; the api is put back as it was afterwards."""
+    compose(TRACED, "up", "-d", "--wait", "otlp", "api")
+    try:
+        return measure(
+            "GET, tracing on",
+            f"{API_URL}/api/v1/items/{target.item_id}",
+            load,
+            service="api",
+            headers=target.auth,
+        )
+    finally:
+        compose(TRACED, "rm", "--stop", "--force", "otlp")
+        compose(BASE, "up", "-d", "--wait", "api")
+
+
 def worker_rss_mb(files: tuple[str, ...], service: str) -> list[float]:
     """RSS of each gunicorn worker of ``service``, in MB."""
     return [rss for rss, _ in worker_memory_mb(files, service)]
@@ -427,12 +448,16 @@ def main() -> None:
     api_memory = worker_memory_mb(BASE, "api")
     api_rss = [rss for rss, _ in api_memory]
     api_pss = [pss for _, pss in api_memory]
+    traced = measure_traced(target, load)
+    cost = 100 * (1 - traced.rps / get.rps)
+    print(f"  tracing on costs the GET {cost:.0f}% of its requests/s")
 
     app_image = os.environ.get("APP_IMAGE", "appstack:bench")
     base_image = os.environ.get("PYTHON_IMAGE", "python:3.13-slim")
     above = (image_size(app_image) - image_size(base_image)) / MB
 
-    for prefix, run in (("api_get", get), ("ceiling_get", ceiling), ("api_post", post)):
+    runs = (("api_get", get), ("ceiling_get", ceiling), ("api_post", post), ("traced_get", traced))
+    for prefix, run in runs:
         figures |= {
             f"{prefix}_rps": round(run.rps),
             f"{prefix}_p50_ms": round(run.ms("50"), 1),
@@ -446,6 +471,7 @@ def main() -> None:
     figures |= {
         "api_post_created": created,
         "ratio_get": round(get.rps / ceiling.rps, 3),
+        "traced_get_cost_percent": round(cost, 1),
         "image_mb_above_base": round(above, 1),
         "image": app_image,
         "base_image": base_image,

@@ -85,6 +85,17 @@ SECTIONS: list[tuple[str, list[Row]]] = [
         ],
     ),
     (
+        "API: the same GET with tracing on (OTLP/HTTP to a receiver in the stack)",
+        [
+            Row("requests/s", "traced_get_rps"),
+            Row("latency p50", "traced_get_p50_ms", "ms"),
+            Row("latency p99", "traced_get_p99_ms", "ms"),
+            Row("errors", "traced_get_errors", detail="traced_get_error_kinds"),
+            Row("CPU halfway, 100 = one core", "traced_get_cpu_percent", "%"),
+            Row("requests/s lost to tracing, against tracing off", "traced_get_cost_percent", "%"),
+        ],
+    ),
+    (
         "API: POST /api/v1/items, a new sku each time",
         [
             Row("requests/s", "api_post_rps"),

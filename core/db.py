@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from core.db_metrics import MeteredPool, meter
 from core.errors import AppError
 from core.settings import DatabaseSettings
 from core.urls import DatabaseURL
@@ -96,7 +97,10 @@ def create_engine(
         # The most recently returned connection first: under load a few hot
         # connections serve, and the idle ones are the ones that get pinged.
         pool_use_lifo=True,
+        # The default pool, recording its size, use and waits (core/db_metrics.py).
+        poolclass=MeteredPool,
     )
+    meter(engine, application_name)
     _ping_after_idle(engine)
     return engine
 

@@ -5,7 +5,8 @@ LOG_FORMAT=json (the production default) writes one JSON object per line;
 text (the development default) writes readable lines. Every record carries the
 request id and the job id of the context it was logged in (see
 :data:`request_id` and :data:`job_id`), so an API request and the job it
-enqueued can be followed across processes.
+enqueued can be followed across processes; with tracing on (core.tracing),
+also the ids of the trace and span it was logged in.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,9 @@ from typing import Any
 # being run; the job being run.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
+# Set by core.tracing once this process exports traces: the current trace
+# and span ids, or None outside a span. None while tracing is off.
+trace_ids: Callable[[], tuple[str, str] | None] | None = None
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s%(context)s: %(message)s"
 
@@ -41,29 +46,36 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
     "context",
     "request_id",
     "job_id",
+    "trace_id",
+    "span_id",
     "taskName",
 }
 
 
 class ContextFilter(logging.Filter):
-    """Adds ``request_id``, ``job_id`` and a ready-made ``context`` suffix."""
+    """Adds ``request_id``, ``job_id``, ``trace_id`` and ``span_id`` (with
+    tracing on) and a ready-made ``context`` suffix."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         rid = getattr(record, "request_id", None) or request_id.get()
         jid = getattr(record, "job_id", None) or job_id.get()
         record.request_id = rid
         record.job_id = jid
+        ids = trace_ids() if trace_ids is not None else None
+        record.trace_id, record.span_id = ids or (None, None)
         parts = [f"request_id={rid}"] if rid else []
         if jid:
             parts.append(f"job_id={jid}")
+        if ids:
+            parts.append(f"trace_id={ids[0]}")
         record.context = f" [{' '.join(parts)}]" if parts else ""
         return True
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, process,
-    request and job ids when known, fields given with ``extra=``, and the
-    traceback of an exception."""
+    request and job ids when known, trace and span ids with tracing on,
+    fields given with ``extra=``, and the traceback of an exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -73,7 +85,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "process": record.process,
         }
-        for key in ("request_id", "job_id"):
+        for key in ("request_id", "job_id", "trace_id", "span_id"):
             value = getattr(record, key, None)
             if value:
                 entry[key] = value

@@ -13,6 +13,7 @@ from uuid import UUID
 import anyio
 from celery import Celery
 
+from core import tracing
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,21 +119,23 @@ async def send_job(producer: Celery, job_id: UUID, *, request_id: str | None = N
     unreachable: the job stays queued and the relay re-sends it.
 
     ``request_id`` (the id of the API request that created the job) travels in
-    the message's headers, so the worker's log lines carry it from the start.
+    the message's headers, so the worker's log lines carry it from the start;
+    with tracing on, so does the context of the publish span around the send.
     """
-    headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+    headers: dict[str, Any] = {REQUEST_ID_HEADER: request_id} if request_id else {}
 
     def _send() -> None:
         producer.send_task(
             TASK_RUN_JOB,
             args=[str(job_id)],
-            headers=headers,
+            headers=headers or None,
             retry=True,
             retry_policy=SEND_RETRY_POLICY,
         )
 
     try:
-        await anyio.to_thread.run_sync(_send)
+        with tracing.publish_span(job_id, JOB_QUEUE, headers):
+            await anyio.to_thread.run_sync(_send)
     except Exception as exc:  # the broker's errors are many (kombu, redis, OS)
         log.warning("could not send job %s to the broker: %s", job_id, exc)
         return False

@@ -5,9 +5,11 @@
 #   2. unit + integration tests inside a container on the compose network,
 #      against the dedicated <db>_test database; then the integration tests
 #      once more through PgBouncer in transaction mode;
-#   3. the whole stack up; end-to-end tests from the host against the
-#      published API;
-#   4. fault tests: workers killed, Redis restarted, poison jobs;
+#   3. the whole stack up, with Prometheus (monitoring profile, its config
+#      checked by promtool after the build); end-to-end tests from the host
+#      against the published API and Prometheus;
+#   4. fault tests: workers killed, Redis restarted, poison jobs; then the
+#      api and worker exporting traces to the suite's OTLP receiver (tests/tracing);
 #   5. tear everything down (volumes too) and exit with the tests' status.
 #
 # `tests/run.sh faults` (`make test-faults`) runs only steps 3 and 4's fault
@@ -45,6 +47,8 @@ export FLOWER_IMAGE="${TEST_FLOWER_IMAGE:-appstack-flower:test}"
 export API_PORT="${TEST_API_PORT:-18000}"
 export API_URL="http://127.0.0.1:${API_PORT}"
 export FLOWER_PORT="${TEST_FLOWER_PORT:-18555}"
+export PROMETHEUS_PORT="${TEST_PROMETHEUS_PORT:-18990}"
+export PROMETHEUS_URL="http://127.0.0.1:${PROMETHEUS_PORT}"
 
 step() { printf '\n==> %s\n' "$*"; }
 down() { docker compose --profile test --profile pgbouncer --profile monitoring down -v --remove-orphans >/dev/null 2>&1 || true; }
@@ -66,6 +70,11 @@ step "build"
 docker compose --profile test --profile monitoring build --quiet
 
 if [ "$mode" = all ]; then
+    step "monitoring config (promtool: check config, check rules, test rules)"
+    deploy/monitoring/check.sh
+fi
+
+if [ "$mode" = all ]; then
     step "db and redis"
     docker compose up -d --wait db redis
 
@@ -79,8 +88,9 @@ if [ "$mode" = all ]; then
         pytest -p no:cacheprovider tests/integration "$@"
 fi
 
-step "whole stack"
+step "whole stack, and the monitoring profile's Prometheus"
 docker compose up -d --wait
+docker compose --profile monitoring up -d --wait prometheus
 
 if [ "$mode" = all ]; then
     step "end-to-end tests (from the host, against ${API_URL})"
@@ -90,5 +100,15 @@ fi
 
 step "fault tests (SIGKILLed worker, restarted Redis, stopped worker, poison job)"
 uv run --frozen pytest -p no:cacheprovider -s tests/faults
+
+if [ "$mode" = all ]; then
+    # The api and the worker again, exporting OTLP traces to the suite's own
+    # receiver (tests/tracing/compose.yml); one trace from request to job.
+    step "tracing (api and worker export to an OTLP receiver of the suite)"
+    export OTLP_TEST_PORT="${TEST_OTLP_PORT:-18431}"
+    export COMPOSE_FILE=docker-compose.yml:tests/tracing/compose.yml
+    docker compose up -d --wait otlp api worker
+    uv run --frozen pytest -p no:cacheprovider tests/tracing
+fi
 
 step "all tests passed in $((SECONDS - started))s"

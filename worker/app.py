@@ -6,8 +6,14 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_shutdown
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
+from core import tracing
 from core.budget import log_budget
 from core.cpu import effective_cpus, gunicorn_workers
 from core.logging import configure_logging
@@ -40,16 +46,28 @@ def _on_worker_start(sender: Any = None, **_: Any) -> None:
     job metrics, and log the stack's worst-case database connections (the
     api's worker count is estimated from this machine's CPUs unless
     WEB_CONCURRENCY is set)."""
-    metrics.serve(settings.jobs.worker_metrics_port)
+    metrics.serve(settings.jobs.worker_metrics_port, settings.redis.redis_url)
     concurrency = getattr(sender, "concurrency", None) or settings.jobs.worker_concurrency
     api = gunicorn_workers(settings.web.web_concurrency, effective_cpus())
     log_budget(settings, api_processes=api, worker_processes=int(concurrency))
 
 
+@worker_process_init.connect
+def _start_tracing(**_: Any) -> None:
+    """Tracing (when OTEL_EXPORTER_OTLP_ENDPOINT is set) starts in each child,
+    after the fork (the span exporter's thread would not survive it), and
+    before the runner's handler below creates the child's engine, which is
+    traced from then on: receivers run in the order they were connected."""
+    tracing.setup("worker", celery=True)
+
+
 @worker_process_shutdown.connect
 def _on_child_exit(pid: int | None = None, **_: Any) -> None:
     process_exited(pid or os.getpid())
+    # A child ends without running atexit: its last spans go out now.
+    tracing.shutdown()
 
 
-# Importing the runner connects its per-process signal handlers.
+# Importing the runner connects its per-process signal handlers (after the
+# tracing one above).
 import worker.runner  # noqa: E402, F401

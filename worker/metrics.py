@@ -6,7 +6,7 @@ main process:
   is starting or shutting down). The compose healthcheck asks it: it costs a
   bare HTTP request, where ``celery inspect ping`` costs about a second of CPU.
 - ``/metrics``: the job metrics of core.jobs.metrics, summed over the prefork
-  children, plus ``appstack_worker_consuming``.
+  children, plus ``appstack_worker_consuming`` and ``appstack_scheduler_leader``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from celery import bootsteps
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from redis import Redis
+from redis.exceptions import RedisError
 
 from core.metrics import scrape_registry
+from worker.leader import LEASE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,29 @@ class _ConsumingCollector(Collector):
         )
 
 
+class SchedulerCollector(Collector):
+    """``appstack_scheduler_leader``: 1 while a scheduler holds the lease in
+    Redis (worker/leader.py), 0 when none does; nothing when Redis does not
+    answer (the worker's own alerts cover that). Read at scrape time: the
+    scheduler serves no metrics of its own."""
+
+    def __init__(self, redis_url: str, key: str = LEASE_KEY) -> None:
+        self._redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._key = key
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            held = bool(self._redis.exists(self._key))
+        except RedisError as exc:
+            log.warning("scheduler lease: Redis did not answer (%s)", exc)
+            return
+        yield GaugeMetricFamily(
+            "appstack_scheduler_leader",
+            "1 while a scheduler holds the lease that lets it send periodic tasks",
+            value=float(held),
+        )
+
+
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -92,13 +118,16 @@ class _QuietHandler(WSGIRequestHandler):
         """Every healthcheck would be a log line otherwise."""
 
 
-def serve(port: int) -> None:
+def serve(port: int, redis_url: str | None = None) -> None:
     """Serve the endpoint from a daemon thread of this (the main) process;
-    a no-op for port 0."""
+    a no-op for port 0. With ``redis_url``, the metrics say whether a
+    scheduler leads."""
     if not port:
         return
     registry = scrape_registry()
     registry.register(_ConsumingCollector())
+    if redis_url:
+        registry.register(SchedulerCollector(redis_url))
     server = make_server(
         "0.0.0.0",  # a container port, published nowhere
         port,

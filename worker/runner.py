@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from core import tracing
 from core.budget import worker_pool
 from core.db import create_engine, create_sessionmaker
 from core.settings import get_settings
@@ -56,6 +57,7 @@ def start() -> Runtime:
         application_name="worker",
         statement_timeout=settings.jobs.job_statement_timeout_seconds,
     )
+    tracing.trace_engine(engine)
     _runtime = Runtime(os.getpid(), loop, engine, create_sessionmaker(engine))
     log.debug("worker runtime started in pid %s", _runtime.pid)
     return _runtime

@@ -24,3 +24,13 @@ QUEUE_DEPTH = Gauge(
     "Jobs waiting for a worker, as counted by the last relay pass.",
     multiprocess_mode="mostrecent",
 )
+OLDEST_QUEUED_AGE = Gauge(
+    "appstack_jobs_oldest_queued_age_seconds",
+    "How long the oldest queued job has waited, as seen by the last relay pass.",
+    multiprocess_mode="mostrecent",
+)
+RELAY_LAST_RUN = Gauge(
+    "appstack_jobs_relay_last_run_timestamp_seconds",
+    "Unix time the last relay pass finished.",
+    multiprocess_mode="mostrecent",
+)

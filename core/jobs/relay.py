@@ -70,6 +70,8 @@ async def relay(
     failed = [job_id for job_id, _ in abandoned]
     async with sessionmaker() as session:
         metrics.QUEUE_DEPTH.set(await repository.count_queued(session))
+        metrics.OLDEST_QUEUED_AGE.set(await repository.oldest_queued_age(session))
+    metrics.RELAY_LAST_RUN.set_to_current_time()
     report = RelayReport(failed, requeued, resent, sent)
     if failed or requeued or resent:
         log.info(

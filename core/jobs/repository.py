@@ -76,6 +76,7 @@ async def create(
     payload: dict[str, Any],
     input_file: bytes | None = None,
     request_id: str | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> Job:
     """Insert a queued job and flush it, so that its defaults are loaded;
     ``input_file`` is stored with it, in chunks (:mod:`core.jobs.files`)."""
@@ -85,6 +86,7 @@ async def create(
         payload=payload,
         input_bytes=len(input_file) if input_file else 0,
         request_id=request_id,
+        trace_context=trace_context,
         status=JobStatus.queued,
     )
     session.add(job)
@@ -278,3 +280,14 @@ async def count_queued(session: AsyncSession) -> int:
         select(func.count()).select_from(Job).where(Job.status == JobStatus.queued)
     )
     return int(count or 0)
+
+
+async def oldest_queued_age(session: AsyncSession) -> float:
+    """Seconds the oldest queued job has waited since it was created, by the
+    database clock; 0 when none waits (an index scan on status, created_at)."""
+    age = await session.scalar(
+        select(func.extract("epoch", func.now() - func.min(Job.created_at))).where(
+            Job.status == JobStatus.queued
+        )
+    )
+    return float(age or 0)

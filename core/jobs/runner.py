@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import logging as logging_context
+from core import tracing
 from core.db import connection_lost, sqlstate, statement_cancelled, transaction
 from core.jobs import files, metrics, repository, scheduling, storage
 from core.jobs.context import JobContext, JobError, JobLost, ResultFile, WrittenFile
@@ -82,11 +83,15 @@ async def run(
     request_token = logging_context.request_id.set(job.request_id)
     try:
         started = time.monotonic()
-        outcome = await _run_claimed(JobContext(job, sessionmaker, settings), kinds)
-        if outcome in ("succeeded", "failed"):
-            metrics.FINISHED.labels(job.kind, outcome).inc()
-            metrics.DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
-        log.info("job %s: %s", job.id, outcome)
+        # With tracing on: a span in the trace of the request that created
+        # the job (kept in its row), linked to the message's.
+        with tracing.job_span(job.id, job.kind, job.attempts, job.trace_context) as traced:
+            outcome = await _run_claimed(JobContext(job, sessionmaker, settings), kinds)
+            traced(outcome)
+            if outcome in ("succeeded", "failed"):
+                metrics.FINISHED.labels(job.kind, outcome).inc()
+                metrics.DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
+            log.info("job %s: %s", job.id, outcome)
         return outcome
     finally:
         logging_context.request_id.reset(request_token)

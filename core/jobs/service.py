@@ -12,6 +12,7 @@ from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import logging as logging_context
+from core import tracing
 from core.db import after_commit
 from core.errors import Conflict, NotFound
 from core.jobs import files, repository, scheduling, storage
@@ -78,6 +79,8 @@ async def enqueue(
         payload=payload,
         input_file=input_file,
         request_id=rid,
+        # The request's trace, which the run joins (None with tracing off).
+        trace_context=tracing.carrier(),
     )
     # Then under the owner's lock, the job and its file already written: the
     # lock is held for two counts and the commit, not while the upload is

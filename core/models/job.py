@@ -120,6 +120,10 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     # The id of the API request that created the job: the worker logs it with
     # every line of the job's run, whichever message delivered it.
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # With tracing on, the trace context of that request (W3C headers:
+    # traceparent, tracestate): the run joins its trace, whichever message
+    # delivered it (core.tracing).
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

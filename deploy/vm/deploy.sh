@@ -6,11 +6,12 @@
 #   2. build the app image (or pull APP_IMAGE when PULL=1);
 #   3. run the migrations (they must be compatible with the running code:
 #      add first, remove in a later release);
-#   4. replace the api containers without failed requests: start as many new
-#      ones beside the old, wait until they are healthy, then stop the old
-#      ones gracefully (Caddy sends new requests to whichever answers);
-#   5. restart the worker (running jobs are handed back and resumed) and the
-#      scheduler, and reload Caddy's configuration.
+#   4. replace the api containers without failed requests: start API_REPLICAS
+#      new ones beside the old, wait until they are healthy, then stop the old
+#      ones gracefully (Caddy balances over every replica Docker's DNS names
+#      and retries a refused connection on another);
+#   5. restart the worker replicas (running jobs are handed back and resumed)
+#      and the scheduler, and reload Caddy's configuration.
 # The first deploy is the same command: it starts whatever is not running.
 source "$(dirname "$0")/lib.sh"
 take_lock 0
@@ -68,9 +69,11 @@ if [ "${#old[@]}" -eq 0 ]; then
     exit 0
 fi
 
-replicas=${#old[@]}
-log "starting $replicas new api container(s) beside the $replicas old"
-compose up -d --no-deps --no-recreate --scale "api=$((2 * replicas))" api
+# As many new containers as API_REPLICAS asks for (the compose file's
+# deploy.replicas), however many old ones run: a deploy also scales.
+replicas=$(env_value API_REPLICAS 1)
+log "starting $replicas new api container(s) beside the ${#old[@]} old"
+compose up -d --no-deps --no-recreate --scale "api=$((${#old[@]} + replicas))" api
 
 health() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1"; }
 is_old() { local id; for id in "${old[@]}"; do [[ "$1" == "$id"* || "$id" == "$1"* ]] && return 0; done; return 1; }

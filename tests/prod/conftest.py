@@ -40,9 +40,16 @@ def container_ids(service: str) -> list[str]:
 
 def inspect(service: str) -> dict[str, Any]:
     """``docker inspect`` of the service's (single) container."""
+    found = inspect_all(service)
+    assert len(found) == 1, f"{service}: expected one container, found {len(found)}"
+    return found[0]
+
+
+def inspect_all(service: str) -> list[dict[str, Any]]:
+    """``docker inspect`` of every container (replica) of the service."""
     ids = container_ids(service)
-    assert len(ids) == 1, f"{service}: expected one container, found {ids}"
-    details: dict[str, Any] = json.loads(docker("inspect", ids[0]))[0]
+    assert ids, f"{service}: no container"
+    details: list[dict[str, Any]] = json.loads(docker("inspect", *ids))
     return details
 
 
