@@ -66,7 +66,7 @@ COPY Dockerfile docker-compose.yml docker-compose.prod.yml ./
 COPY deploy/render.yaml ./deploy/
 COPY deploy/helm ./deploy/helm
 COPY deploy/monitoring ./deploy/monitoring
-COPY docs/monitoring.md ./docs/
+COPY docs/monitoring.md docs/configuration.md ./docs/
 COPY .github ./.github
 COPY .pre-commit-config.yaml Makefile README.md ./
 COPY tools/check_workflows.py ./tools/

@@ -162,15 +162,26 @@ async def create_item(
 async def list_items(
     caller: Caller,
     session: ReadSession,
+    settings: SettingsDep,
     limit: Limit = 50,
     offset: Offset = 0,
     q: SearchText = None,
     sort: ItemSort = "-created_at",
 ) -> ItemPage:
     """Your items, filtered by ``q`` (case-insensitive, within the name) and sorted
-    by ``created_at``, ``name`` or ``price`` (prefix ``-`` for descending)."""
-    rows, total = await service.page(session, caller.id, limit=limit, offset=offset, q=q, sort=sort)
-    return ItemPage.of(rows, total, limit=limit, offset=offset)
+    by ``created_at``, ``name`` or ``price`` (prefix ``-`` for descending).
+    ``total`` counts the matches up to ITEMS_TOTAL_CAP, or to the end of this
+    page if further; ``total_capped`` says that more match."""
+    listed = await service.page(
+        session,
+        caller.id,
+        limit=limit,
+        offset=offset,
+        q=q,
+        sort=sort,
+        total_cap=settings.jobs.items_total_cap,
+    )
+    return ItemPage.of_listing(listed, limit=limit, offset=offset)
 
 
 @router.get("/{item_id}", response_model=ItemRead, responses=OWNED_RESOURCE_RESPONSES)

@@ -141,6 +141,18 @@ SECTIONS: list[tuple[str, list[Row]]] = [
         ],
     ),
     (
+        "API: GET /api/v1/items, first page, 100,000 items of one user",
+        [
+            Row("items of the user", "lists_items"),
+            Row("total shown", "lists_total_shown"),
+            Row("  capped at ITEMS_TOTAL_CAP (total_capped)", "lists_total_capped"),
+            Row("latency p50, without q", "lists_p50_ms", "ms", ("<=", 50)),
+            Row("latency p95, without q", "lists_p95_ms", "ms"),
+            Row("latency p50, with q", "lists_q_p50_ms", "ms", ("<=", 50)),
+            Row("latency p95, with q", "lists_q_p95_ms", "ms"),
+        ],
+    ),
+    (
         "memory with maximum-size (20 MiB) files, MB = 10^6 B",
         [
             Row("api container, idle", "api_upload_idle_mb", "MB"),
@@ -202,6 +214,9 @@ def main() -> None:
     if "jobs_measured_at" in results:
         rows = results.get("import_rows", 0)
         print(f"jobs: {rows:,}-row CSV import; measured {results['jobs_measured_at']}")
+    if "lists_measured_at" in results:
+        requests, at = results.get("lists_requests"), results["lists_measured_at"]
+        print(f"items list: {requests} sequential requests each; measured {at}")
     print(f"{results.get('cores', '?')} cores; {results.get('machine', '')}".rstrip("; "))
     print()
     print("\n".join(lines))

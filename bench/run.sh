@@ -7,6 +7,8 @@
 #                           e.g. `bench/run.sh api -d 5s`)
 #   bench/run.sh jobs [...] only the jobs part (arguments go to python -m bench.jobs),
 #                           then the memory figures (bench/memory.py)
+#   bench/run.sh lists [...] only the items list at the quota (arguments go to
+#                           python -m bench.lists); `all` runs it after the jobs
 #
 # wrk's settings also come from BENCH_DURATION (30s), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (2) and BENCH_WARMUP (5s).
@@ -22,13 +24,13 @@ cd "$(dirname "$0")/.."
 
 part=all
 case "${1:-}" in
-  api | jobs) part=$1; shift ;;
+  api | jobs | lists) part=$1; shift ;;
   all) shift ;;
   "") ;;
-  *) echo "usage: bench/run.sh [all | api [args] | jobs [args]]" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh [all | api [args] | jobs [args] | lists [args]]" >&2; exit 2 ;;
 esac
 if [ "$part" = all ] && [ $# -gt 0 ]; then
-  echo "bench/run.sh: arguments go with one part (api or jobs); for both use BENCH_* variables" >&2
+  echo "bench/run.sh: arguments go with one part (api, jobs or lists); for all use BENCH_* variables" >&2
   exit 2
 fi
 
@@ -70,7 +72,7 @@ export API_URL="http://127.0.0.1:${API_PORT}"
 export CEILING_PORT="${BENCH_CEILING_PORT:-18101}"
 COMPOSE=(docker compose -f docker-compose.yml -f bench/compose.ceiling.yml)
 
-if [ "$part" != jobs ] && ! command -v wrk >/dev/null; then
+if [ "$part" != jobs ] && [ "$part" != lists ] && ! command -v wrk >/dev/null; then
   echo "bench: wrk is missing; installing it with apt-get"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
   if command -v apt-get >/dev/null; then
@@ -92,17 +94,22 @@ teardown
 
 started=$SECONDS
 docker compose build --quiet
-if [ "$part" != jobs ]; then
+if [ "$part" = all ] || [ "$part" = api ]; then
   echo "API benchmark"
   # Takes the stack down and up again itself: that is up_seconds.
   uv run --frozen python -m bench.api "$@"
 fi
-if [ "$part" != api ]; then
+if [ "$part" = all ] || [ "$part" = jobs ]; then
   [ "$part" = jobs ] && docker compose up -d --wait
   echo "jobs benchmark"
   uv run --frozen python -m bench.jobs "$@"
   echo "memory benchmark"
   uv run --frozen python -m bench.memory
+fi
+if [ "$part" = all ] || [ "$part" = lists ]; then
+  [ "$part" = lists ] && docker compose up -d --wait
+  echo "items list benchmark"
+  uv run --frozen python -m bench.lists "$@"
 fi
 uv run --frozen python -m bench.report
 echo "bench/run.sh $part: $((SECONDS - started)) s"

@@ -43,6 +43,10 @@ class JobSettings(SettingsGroup):
     # import stores new items up to it and skips the rest). Here because the
     # worker's imports apply it too.
     max_items_per_user: int = Field(default=100_000, ge=1, le=100_000_000)
+    # GET /api/v1/items counts the matching items up to this many (or to the
+    # end of the page asked for, if further): past it, `total` is that bound
+    # and `total_capped` is true, so that no page counts a whole large set.
+    items_total_cap: int = Field(default=1_000, ge=100, le=1_000_000)
     # Celery worker processes (prefork children) per worker container.
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     # Worker containers the fleet may scale to, for the connection budget.

@@ -75,4 +75,22 @@ class ItemRead(BaseModel):
 
 
 class ItemPage(Page[ItemRead]):
-    """A page of items and how many match in all."""
+    """A page of items and how many match in all: ``total`` is exact up to
+    ITEMS_TOTAL_CAP matches (or the end of the page asked for, if further);
+    past it, ``total`` is that bound and ``total_capped`` is true."""
+
+    total_capped: bool
+
+    @classmethod
+    def of_listing(cls, listed: service.ItemsPage, *, limit: int, offset: int) -> ItemPage:
+        """The page the items service listed."""
+        return cls.model_validate(
+            {
+                "items": list(listed.rows),
+                "total": listed.total,
+                "total_capped": listed.total_capped,
+                "limit": limit,
+                "offset": offset,
+            },
+            from_attributes=True,
+        )

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 from sqlalchemy import ColumnElement, bindparam, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import fetch_page
+from core.db import sqlstate
 from core.items.rows import Record
 from core.models import Item
-
-SortKey = Literal["created_at", "-created_at", "name", "-name", "price", "-price"]
-
 
 # Built once: the hottest query, and building the expression costs more than
 # running it from SQLAlchemy's compiled cache.
@@ -65,8 +63,10 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _matching(owner_id: UUID, q: str | None) -> list[ColumnElement[bool]]:
-    """The owner's items, and those whose name contains ``q`` (any case)."""
+def matching(owner_id: UUID, q: str | None) -> list[ColumnElement[bool]]:
+    """The owner's items, and those whose name contains ``q`` (any case).
+    The name's trigram index serves a ``q`` of three characters or more; a
+    shorter one is checked row by row among the owner's items."""
     where: list[ColumnElement[bool]] = [Item.owner_id == owner_id]
     if q:
         where.append(Item.name.ilike(f"%{_escape_like(q)}%", escape="\\"))
@@ -75,7 +75,7 @@ def _matching(owner_id: UUID, q: str | None) -> list[ColumnElement[bool]]:
 
 async def count_matching(session: AsyncSession, owner_id: UUID, *, q: str | None) -> int:
     """How many of the owner's items match ``q``."""
-    query = select(func.count()).select_from(Item).where(*_matching(owner_id, q))
+    query = select(func.count()).select_from(Item).where(*matching(owner_id, q))
     return await session.scalar(query) or 0
 
 
@@ -88,7 +88,7 @@ async def stream_for_export(
     10,000-character limit."""
     query = (
         select(Item.sku, Item.name, Item.description, Item.price, Item.quantity)
-        .where(*_matching(owner_id, q))
+        .where(*matching(owner_id, q))
         .order_by(Item.sku)
         .execution_options(yield_per=chunk_size)
     )
@@ -97,38 +97,19 @@ async def stream_for_export(
         yield [tuple(row) for row in chunk]  # type: ignore[misc]
 
 
-async def page(
-    session: AsyncSession,
-    owner_id: UUID,
-    *,
-    limit: int,
-    offset: int,
-    q: str | None,
-    sort: SortKey,
-) -> tuple[Sequence[Item], int]:
-    """A page of the owner's items and how many match in all."""
-    column = {"created_at": Item.created_at, "name": Item.name, "price": Item.price}[
-        sort.lstrip("-")
-    ]
-    order = column.desc() if sort.startswith("-") else column.asc()
-    # The id breaks ties, so that pages never overlap or skip rows.
-    tie = Item.id.desc() if sort.startswith("-") else Item.id.asc()
-    return await fetch_page(
-        session,
-        Item,
-        where=_matching(owner_id, q),
-        order_by=(order, tie),
-        limit=limit,
-        offset=offset,
-    )
-
-
 # The items quota. An owner's item creations (the API's, and an import's
 # for its whole transaction) hold this lock: each counts what the others
 # committed. First key of the two-int form: the jobs' locks use another.
 _OWNER_LOCK_NAMESPACE = 0x69746D  # "itm"
 _LOCK_OWNER = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:owner))")
 _TRY_LOCK_OWNER = text("SELECT pg_try_advisory_xact_lock(:ns, hashtext(:owner))")
+# A wait in the server's lock queue, bounded by a lock_timeout for this
+# transaction only, put back to the default once the lock is held: the
+# statements after it are not bounded by it.
+_SET_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :timeout, true)")
+_RESET_LOCK_TIMEOUT = text("SET LOCAL lock_timeout TO DEFAULT")
+# lock_not_available: the lock_timeout ran out.
+_LOCK_NOT_AVAILABLE = "55P03"
 _COUNT_OWNED = text(
     "SELECT count(*) FROM (SELECT 1 FROM items WHERE owner_id = :owner_id LIMIT :up_to) AS owned"
 )
@@ -145,6 +126,23 @@ async def try_lock_owner(session: AsyncSession, owner_id: UUID) -> bool:
     (an import of the owner's being written) holds it."""
     params = {"ns": _OWNER_LOCK_NAMESPACE, "owner": str(owner_id)}
     return bool(await session.scalar(_TRY_LOCK_OWNER, params))
+
+
+async def wait_lock_owner(session: AsyncSession, owner_id: UUID, *, seconds: float) -> bool:
+    """:func:`lock_owner`, waiting at most ``seconds``: False when it is still
+    held then (the transaction is then aborted: the caller rolls it back).
+    Queued in the server, it is granted the moment it is released, with no
+    polling round trips between."""
+    timeout = f"{max(1, round(seconds * 1000))}ms"
+    await session.execute(_SET_LOCK_TIMEOUT, {"timeout": timeout})
+    try:
+        await lock_owner(session, owner_id)
+    except DBAPIError as exc:
+        if sqlstate(exc) == _LOCK_NOT_AVAILABLE:
+            return False
+        raise
+    await session.execute(_RESET_LOCK_TIMEOUT)
+    return True
 
 
 async def count_owned(session: AsyncSession, owner_id: UUID, *, up_to: int) -> int:

@@ -30,7 +30,17 @@ class Item(UUIDPrimaryKey, Timestamps, Base):
         UniqueConstraint("owner_id", "sku"),
         CheckConstraint("price >= 0", name="price_non_negative"),
         CheckConstraint("quantity >= 0", name="quantity_non_negative"),
-        Index("ix_items_owner_id_created_at", "owner_id", "created_at"),
+        # The list's sorts, each ending with the id that breaks ties (read in
+        # index order up to the page's LIMIT), and its search by name.
+        Index("ix_items_owner_id_created_at_id", "owner_id", "created_at", "id"),
+        Index("ix_items_owner_id_name_id", "owner_id", "name", "id"),
+        Index("ix_items_owner_id_price_id", "owner_id", "price", "id"),
+        Index(
+            "ix_items_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
     )
 
     owner_id: Mapped[UUID] = mapped_column(
