@@ -7,7 +7,11 @@
    warm-up) against an authenticated ``GET /api/v1/items/{id}``, the same
    request against the ceiling (``bench/ceiling.py``: a raw ASGI app doing
    the same SELECT under the same gunicorn settings), and ``POST
-   /api/v1/items`` with a new sku on every request (``bench/wrk/post.lua``).
+   /api/v1/items`` with a new sku on every request (``bench/wrk/post.lua``),
+   against our endpoint and the ceiling's (the same statements: owner's
+   turn, quota count, INSERT). Both ceiling runs come first, then the
+   ceiling is stopped (its pool and ours must not exceed max_connections
+   together): ``ratio_get`` and ``ratio_post`` compare runs of one invocation.
    wrk's figures come from the JSON its ``done()`` prints
    (``bench/wrk/report.lua``), with every response's status counted. For each
    run, also the containers' CPU halfway through and the database connections
@@ -39,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.openloop import open_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest.json"
@@ -421,6 +427,16 @@ def main() -> None:
         load,
         service="ceiling",
     )
+    # Its own user: a create counts its owner's items (the quota), so each
+    # POST run starts from an owner with one item.
+    ceiling_owner = seed().owner_id
+    ceiling_post = measure(
+        "ceiling POST /items",
+        f"{CEILING_URL}/items?owner={ceiling_owner}",
+        load,
+        service="ceiling",
+        script="post.lua",
+    )
     ceiling_rss = worker_rss_mb(WITH_CEILING, "ceiling")
     compose(WITH_CEILING, "rm", "--stop", "--force", "ceiling")
     get = measure(
@@ -429,6 +445,16 @@ def main() -> None:
         load,
         service="api",
         headers=target.auth,
+    )
+    # Tail latency without coordinated omission: the same GET at a fixed
+    # arrival rate, half of what wrk just measured (bench/openloop.py).
+    rate = max(1, round(get.rps / 2))
+    steady = open_loop(
+        f"{API_URL}/api/v1/items/{target.item_id}", target.token, rate=rate, duration=load.duration
+    )
+    print(
+        f"  open loop (k6) at {rate} GET/s: p50 {steady.p50_ms} ms, p99 {steady.p99_ms} ms, "
+        f"p99.9 {steady.p999_ms} ms, {steady.errors} errors or dropped of {steady.requests}"
     )
     post = measure(
         "POST /api/v1/items",
@@ -445,6 +471,10 @@ def main() -> None:
     if created < answered:
         print(f"  WARNING: {answered} POSTs answered 2xx but only {created} items stored")
 
+    print(
+        f"  ratio to the ceiling: GET {get.rps / ceiling.rps:.3f},"
+        f" POST {post.rps / ceiling_post.rps:.3f}"
+    )
     api_memory = worker_memory_mb(BASE, "api")
     api_rss = [rss for rss, _ in api_memory]
     api_pss = [pss for _, pss in api_memory]
@@ -456,7 +486,13 @@ def main() -> None:
     base_image = os.environ.get("PYTHON_IMAGE", "python:3.13-slim")
     above = (image_size(app_image) - image_size(base_image)) / MB
 
-    runs = (("api_get", get), ("ceiling_get", ceiling), ("api_post", post), ("traced_get", traced))
+    runs = (
+        ("api_get", get),
+        ("ceiling_get", ceiling),
+        ("api_post", post),
+        ("ceiling_post", ceiling_post),
+        ("traced_get", traced),
+    )
     for prefix, run in runs:
         figures |= {
             f"{prefix}_rps": round(run.rps),
@@ -471,6 +507,14 @@ def main() -> None:
     figures |= {
         "api_post_created": created,
         "ratio_get": round(get.rps / ceiling.rps, 3),
+        "openloop_get_rate": steady.rate,
+        "openloop_get_requests": steady.requests,
+        "openloop_get_p50_ms": steady.p50_ms,
+        "openloop_get_p99_ms": steady.p99_ms,
+        "openloop_get_p999_ms": steady.p999_ms,
+        "openloop_get_max_ms": steady.max_ms,
+        "openloop_get_errors": steady.errors,
+        "ratio_post": round(post.rps / ceiling_post.rps, 3),
         "traced_get_cost_percent": round(cost, 1),
         "image_mb_above_base": round(above, 1),
         "image": app_image,

@@ -1,19 +1,31 @@
-"""The practical ceiling for ``GET /api/v1/items/{id}``: a raw ASGI app.
+"""The practical ceiling for ``GET /api/v1/items/{id}`` and ``POST
+/api/v1/items``: a raw ASGI app.
 
 ``make bench`` runs it next to the api, in the same image and under the same
 gunicorn settings (``gunicorn -c api/gunicorn.conf.py bench.ceiling:app``, see
 ``bench/compose.ceiling.yml``), and loads ``GET /items/{id}?owner={owner_id}``
-with the same wrk settings as our endpoint. It does only what the endpoint
-cannot avoid: the same indexed SELECT (the statement SQLAlchemy emits for
-``core.items.repository.get_owned``, by id and owner) on a per-worker asyncpg
-pool sized like the api's, and the same JSON body as ``ItemRead``. No
-framework, no authentication, no session or transaction, no middleware: our
-endpoint's requests/s divided by this one's is how much the stack costs.
+and ``POST /items?owner={owner_id}`` with the same wrk settings as our
+endpoints. It does only what the endpoints cannot avoid, on a per-worker
+asyncpg pool sized like the api's, and answers the same JSON body as
+``ItemRead``:
+
+- GET: the same indexed SELECT (the statement SQLAlchemy emits for
+  ``core.items.repository.get_owned``, by id and owner), in autocommit;
+- POST: the statements ``core.items.service.create`` sends, in one
+  transaction: the owner's turn (``pg_try_advisory_xact_lock``, else
+  ``pg_advisory_xact_lock`` under a one-second lock_timeout), the quota's
+  bounded count (MAX_ITEMS_PER_USER), the INSERT ... ON CONFLICT DO NOTHING
+  RETURNING; 201, or 409 for a sku the owner has.
+
+No framework, no authentication, no ORM or session, no body validation
+beyond parsing, no middleware: our endpoint's requests/s divided by this
+one's is how much the stack costs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -34,6 +46,21 @@ QUERY = (
     "FROM items \n"
     "WHERE items.id = $1::UUID AND items.owner_id = $2::UUID"
 )
+# The same statements, in the same order, as core.items.service.create.
+TRY_LOCK_OWNER = "SELECT pg_try_advisory_xact_lock($1, hashtext($2))"
+OWNER_LOCK_NAMESPACE = 0x69746D  # core.items.repository._OWNER_LOCK_NAMESPACE
+SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', '1000ms', true)"
+LOCK_OWNER = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
+RESET_LOCK_TIMEOUT = "SET LOCAL lock_timeout TO DEFAULT"
+COUNT_OWNED = "SELECT count(*) FROM (SELECT 1 FROM items WHERE owner_id = $1 LIMIT $2) AS owned"
+INSERT = (
+    "INSERT INTO items (owner_id, sku, name, description, price, quantity)"
+    " VALUES ($1::UUID, $2::VARCHAR, $3::VARCHAR, $4::VARCHAR, $5::NUMERIC(12, 2), $6::INTEGER)"
+    " ON CONFLICT (owner_id, sku) DO NOTHING"
+    " RETURNING items.owner_id, items.sku, items.name, items.description, items.price,"
+    " items.quantity, items.id, items.created_at, items.updated_at"
+)
+MAX_ITEMS = int(os.environ.get("MAX_ITEMS_PER_USER", "100000"))
 PREFIX = "/items/"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -71,7 +98,10 @@ class Ceiling:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["type"] == "http":
-            status, body = await self.handle(scope)
+            if scope["method"] == "POST":
+                status, body = await self.create(scope, receive)
+            else:
+                status, body = await self.handle(scope)
             await send(
                 {
                     "type": "http.response.start",
@@ -130,6 +160,52 @@ class Ceiling:
         if row is None:
             return 404, b'{"error":"item not found"}'
         return 200, item_json(row)
+
+    async def create(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        """``POST /items?owner={owner_id}`` with ``ItemCreate``'s JSON body."""
+        if scope["path"] != "/items":
+            return 404, b'{"error":"not found"}'
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        try:
+            owner_id = UUID(parse_qs(scope["query_string"].decode())["owner"][0])
+            fields = json.loads(b"".join(chunks))
+            values = (
+                fields["sku"],
+                fields["name"],
+                fields.get("description"),
+                Decimal(fields["price"]),
+                int(fields["quantity"]),
+            )
+        except (ValueError, KeyError, ArithmeticError):
+            return 422, b'{"error":"expected /items?owner={uuid} and an item"}'
+        async with self.pool.acquire() as connection, connection.transaction():
+            if not await self.take_turn(connection, str(owner_id)):
+                return 429, b'{"error":"busy"}'
+            if await connection.fetchval(COUNT_OWNED, owner_id, MAX_ITEMS) >= MAX_ITEMS:
+                return 403, b'{"error":"quota exceeded"}'
+            row = await connection.fetchrow(INSERT, owner_id, *values)
+        if row is None:
+            return 409, b'{"error":"sku taken"}'
+        return 201, item_json(row)
+
+    @staticmethod
+    async def take_turn(connection: Any, owner: str) -> bool:
+        """The owner's lock as ``core.items.service._take_turn`` takes it:
+        tried, else waited for in the server for up to LOCK_WAIT_SECONDS."""
+        if await connection.fetchval(TRY_LOCK_OWNER, OWNER_LOCK_NAMESPACE, owner):
+            return True
+        await connection.execute(SET_LOCK_TIMEOUT)
+        try:
+            await connection.execute(LOCK_OWNER, OWNER_LOCK_NAMESPACE, owner)
+        except asyncpg.LockNotAvailableError:
+            return False
+        await connection.execute(RESET_LOCK_TIMEOUT)
+        return True
 
 
 app = Ceiling()

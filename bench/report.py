@@ -82,6 +82,20 @@ SECTIONS: list[tuple[str, list[Row]]] = [
             Row("CPU halfway, 100 = one core", "ceiling_get_cpu_percent", "%"),
             Row("database connections opened during the run", "ceiling_get_db_connections_opened"),
             Row("our GET / ceiling", "ratio_get", "", (">=", 0.6)),
+            Row("ceiling POST requests/s (the same statements)", "ceiling_post_rps"),
+            Row("ceiling POST latency p99", "ceiling_post_p99_ms", "ms"),
+            Row("our POST / ceiling POST", "ratio_post", "", (">=", 0.5)),
+        ],
+    ),
+    (
+        "API: the same GET at a fixed rate, half of wrk's (k6, open loop)",
+        [
+            Row("arrival rate, requests/s", "openloop_get_rate"),
+            Row("requests", "openloop_get_requests"),
+            Row("latency p50", "openloop_get_p50_ms", "ms"),
+            Row("latency p99", "openloop_get_p99_ms", "ms", ("<", 50)),
+            Row("latency p99.9", "openloop_get_p999_ms", "ms"),
+            Row("failed or never sent", "openloop_get_errors", "", ("=", 0)),
         ],
     ),
     (
