@@ -149,13 +149,21 @@ def same_body(target: Target) -> bool:
 
 
 def stored_by(target: Target, run_id: str) -> int:
-    """How many items the wrk run ``run_id`` stored (their names contain it)."""
-    page = httpx.get(
-        f"{API_URL}/api/v1/items", params={"limit": 1, "q": run_id}, headers=target.auth
+    """How many items the wrk run ``run_id`` stored (their names contain it),
+    counted in Postgres: the list's ``total`` stops at ITEMS_TOTAL_CAP."""
+    # Both values are ours: a UUID from the API and a hex run id.
+    where = f"owner_id = '{target.owner_id}' AND name LIKE '%{run_id}%'"
+    sql = f"SELECT count(*) FROM items WHERE {where}"  # noqa: S608
+    out = compose(
+        WITH_CEILING,
+        "exec",
+        "-T",
+        "db",
+        "sh",
+        "-c",
+        f'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{sql}"',
     )
-    page.raise_for_status()
-    total: int = page.json()["total"]
-    return total
+    return int(out.strip())
 
 
 @dataclass
