@@ -462,7 +462,8 @@ def main() -> None:
     )
     print(
         f"  open loop (k6) at {rate} GET/s: p50 {steady.p50_ms} ms, p99 {steady.p99_ms} ms, "
-        f"p99.9 {steady.p999_ms} ms, {steady.errors} errors or dropped of {steady.requests}"
+        f"p99.9 {steady.p999_ms} ms; of {steady.requests}: {steady.failed} failed, "
+        f"{steady.dropped} never sent (no free virtual user)"
     )
     post = measure(
         "POST /api/v1/items",
@@ -522,6 +523,8 @@ def main() -> None:
         "openloop_get_p999_ms": steady.p999_ms,
         "openloop_get_max_ms": steady.max_ms,
         "openloop_get_errors": steady.errors,
+        "openloop_get_failed": steady.failed,
+        "openloop_get_dropped": steady.dropped,
         "ratio_post": round(post.rps / ceiling_post.rps, 3),
         "traced_get_cost_percent": round(cost, 1),
         "image_mb_above_base": round(above, 1),

@@ -96,6 +96,8 @@ SECTIONS: list[tuple[str, list[Row]]] = [
             Row("latency p99", "openloop_get_p99_ms", "ms", ("<", 50)),
             Row("latency p99.9", "openloop_get_p999_ms", "ms"),
             Row("failed or never sent", "openloop_get_errors", "", ("=", 0)),
+            Row("  failed (status >= 400, timeout)", "openloop_get_failed"),
+            Row("  never sent (no free virtual user)", "openloop_get_dropped"),
         ],
     ),
     (
