@@ -45,9 +45,9 @@ from typing import Any
 import httpx
 
 from bench.openloop import open_loop
+from bench.report import save
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "latest.json"
 WRK = ROOT / "bench" / "wrk"
 API_URL = os.environ.get("API_URL", "http://127.0.0.1:18100")
 CEILING_URL = f"http://127.0.0.1:{os.environ.get('CEILING_PORT', '18101')}"
@@ -153,17 +153,7 @@ def stored_by(target: Target, run_id: str) -> int:
     counted in Postgres: the list's ``total`` stops at ITEMS_TOTAL_CAP."""
     # Both values are ours: a UUID from the API and a hex run id.
     where = f"owner_id = '{target.owner_id}' AND name LIKE '%{run_id}%'"
-    sql = f"SELECT count(*) FROM items WHERE {where}"  # noqa: S608
-    out = compose(
-        WITH_CEILING,
-        "exec",
-        "-T",
-        "db",
-        "sh",
-        "-c",
-        f'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{sql}"',
-    )
-    return int(out.strip())
+    return int(psql(f"SELECT count(*) FROM items WHERE {where}"))  # noqa: S608
 
 
 @dataclass
@@ -291,17 +281,13 @@ def wrk(
 def db_sessions() -> int:
     """Connections Postgres has accepted so far (``pg_stat_database.sessions``),
     counting the one this query opens."""
-    out = compose(
-        WITH_CEILING,
-        "exec",
-        "-T",
-        "db",
-        "sh",
-        "-c",
-        'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc'
-        ' "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"',
-    )
-    return int(out.strip())
+    return int(psql("SELECT sessions FROM pg_stat_database WHERE datname = current_database()"))
+
+
+def psql(sql: str) -> str:
+    """One SQL statement in the benchmark's db container; psql's unaligned output."""
+    script = f'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{sql}"'
+    return compose(WITH_CEILING, "exec", "-T", "db", "sh", "-c", script).strip()
 
 
 def measure(name: str, url: str, load: Load, service: str = "", **kwargs: Any) -> WrkRun:
@@ -549,11 +535,7 @@ def main() -> None:
         f" image {figures['image_mb_above_base']} MB above {base_image}"
     )
 
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.update(figures)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    print(f"written to {save(figures).relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

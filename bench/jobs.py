@@ -19,7 +19,6 @@ Prints a table and merges its figures into ``bench/results/latest.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -29,13 +28,13 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.report import save
+
 API_URL = os.environ.get("API_URL", "http://127.0.0.1:8000")
-RESULTS = Path(__file__).parent / "results" / "latest.json"
 HEADER = "sku,name,description,price,quantity\n"
 
 
@@ -290,12 +289,8 @@ def main() -> None:
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
 
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.update(figures)
-    results["jobs_measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS}")
+    figures["jobs_measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    print(f"\nwritten to {save(figures)}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Prints the figures and merges them into ``bench/results/latest.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -25,7 +24,8 @@ from typing import Any
 
 import httpx
 
-from bench.jobs import RESULTS, Client, percentile, psql
+from bench.jobs import Client, percentile, psql
+from bench.report import save
 
 # Names as bench/jobs.py's CSV has them: "<Word> <word> <n>".
 _SEED = """
@@ -98,12 +98,8 @@ def main() -> None:
         verdict = "met" if isinstance(p50, float) and p50 <= 50 else "MISSED"
         print(f"  GET /api/v1/items {label}: p50 {p50} ms ({verdict}: <= 50), p95 {p95} ms")
 
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.update(figures)
-    results["lists_measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS}")
+    figures["lists_measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    print(f"\nwritten to {save(figures)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Prints a table and merges its figures into ``bench/results/latest.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import threading
 import time
@@ -24,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from bench.jobs import API_URL, HEADER, RESULTS, Client
+from bench.jobs import API_URL, HEADER, Client
+from bench.report import save
 
 MIB = 1024 * 1024
 # One line per sample: the cgroup's memory (v2, else v1) in bytes, then the
@@ -158,12 +158,8 @@ def main() -> None:
     for key, value in figures.items():
         print(f"  {key:<{width}}  {value}")
 
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.update(figures)
-    results["memory_measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS}")
+    figures["memory_measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    print(f"\nwritten to {save(figures)}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,16 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 
 
+def save(figures: dict[str, Any]) -> Path:
+    """Merge ``figures`` into the results file, keeping every key they do not
+    name (each part of the benchmark writes its own); the file's path."""
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update(figures)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    return RESULTS
+
+
 @dataclass(frozen=True)
 class Row:
     """One figure: its key, how it is shown, and its target if it has one."""
