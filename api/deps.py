@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 from uuid import UUID
 
-from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
@@ -32,6 +31,7 @@ from api.principals import Principal, PrincipalCache, TokenCache
 from core.db import after_commit, transaction
 from core.errors import Forbidden, NotAuthenticated
 from core.models import User
+from core.queue import JobSender
 from core.security import TokenClaims, verify_access_token
 from core.settings import Settings
 from core.users import sessions
@@ -71,9 +71,9 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_producer(request: Request) -> Celery:
-    """The Celery app the API sends messages with."""
-    producer: Celery = request.app.state.producer
+async def get_producer(request: Request) -> JobSender:
+    """What the API sends job messages with."""
+    producer: JobSender = request.app.state.producer
     return producer
 
 
@@ -84,7 +84,7 @@ async def get_redis(request: Request) -> Redis:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ProducerDep = Annotated[Celery, Depends(get_producer)]
+ProducerDep = Annotated[JobSender, Depends(get_producer)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 # The access token of the Authorization header, unchecked; None without one.
 BearerToken = Annotated[str | None, Depends(oauth2_scheme)]

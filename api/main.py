@@ -1,6 +1,6 @@
 """The FastAPI application factory.
 
-Per-process resources (database engine, Redis client, Celery producer) are
+Per-process resources (database engine, Redis client, job sender) are
 created in the lifespan, after gunicorn forked the worker, never at import time.
 """
 
@@ -30,7 +30,7 @@ from core.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from core.logging import configure_logging
 from core.migrations import head_revisions, known_revisions
 from core.observability import init_sentry
-from core.queue import create_producer
+from core.queue import JobSender
 from core.settings import Settings, load_settings_or_exit
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    app.state.producer = create_producer(settings)
+    app.state.producer = JobSender(app.state.redis)
     app.state.head_revisions = head_revisions()
     app.state.known_revisions = known_revisions()
     try:
@@ -68,7 +68,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if limiter := getattr(app.state, "rate_limiter", None):
             await limiter.aclose()
-        app.state.producer.close()
         await app.state.redis.aclose()
         await engine.dispose()
 

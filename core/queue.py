@@ -2,19 +2,35 @@
 
 The broker message carries a job id and nothing else; the job row in Postgres
 is the source of truth (see ``core.jobs``).
+
+The API sends with :class:`JobSender`, not with a Celery app: a message is one
+``LPUSH`` of a Celery (protocol 2) message onto the queue's Redis list,
+through the API's own Redis client. Celery and kombu stay out of the API's
+processes (about 13 MB of each api worker's memory, and a thread hop per
+send); ``tests/integration/test_job_sender.py`` holds the message to the one
+Celery itself builds. The worker sends with its Celery app.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import logging
-from typing import Any
+import os
+import socket
+import uuid
+from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID
 
 import anyio
-from celery import Celery
+from redis.asyncio import Redis
 
 from core import tracing
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +125,90 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_producer(settings: Settings) -> Celery:
     """A Celery app used only to send messages (no tasks registered)."""
+    from celery import Celery
+
     producer = Celery("producer")
     producer.conf.update(celery_config(settings))
     return producer
 
 
-async def send_job(producer: Celery, job_id: UUID, *, request_id: str | None = None) -> bool:
+# A send gives up after this long (Redis away): the job stays queued in
+# Postgres and the relay sends it later. The client's own retries run inside.
+SEND_TIMEOUT_SECONDS = 3.0
+# What Celery's own producer puts in the body after the arguments (no
+# callbacks, chain or chord).
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+class JobSender:
+    """Sends ``jobs.run`` messages straight onto the queue's Redis list, as
+    kombu's Redis transport would: the same JSON envelope (headers of Celery's
+    message protocol 2, a base64 body of ``[args, kwargs, embed]``), ``LPUSH``
+    to the list named after the queue (priority 0), where the worker's
+    ``BRPOP`` takes it."""
+
+    def __init__(self, redis: Redis, queue: str = JOB_QUEUE) -> None:
+        self.redis = redis
+        self.queue = queue
+        # As Celery: the sending process, and a reply address per process
+        # (results are ignored, so nothing is ever sent there).
+        self.origin = f"gen{os.getpid()}@{socket.gethostname()}"
+        self.reply_to = str(uuid.uuid4())
+
+    def message(self, job_id: UUID, headers: dict[str, Any]) -> bytes:
+        """The serialised message asking a worker to run job ``job_id``."""
+        task_id = str(uuid.uuid4())
+        args = [str(job_id)]
+        body = json.dumps([args, {}, _EMBED]).encode()
+        envelope = {
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {
+                "lang": "py",
+                "task": TASK_RUN_JOB,
+                "id": task_id,
+                "shadow": None,
+                "eta": None,
+                "expires": None,
+                "group": None,
+                "group_index": None,
+                "retries": 0,
+                "timelimit": [None, None],
+                "root_id": task_id,
+                "parent_id": None,
+                "argsrepr": repr(args),
+                "kwargsrepr": "{}",
+                "origin": self.origin,
+                "ignore_result": None,
+                "replaced_task_nesting": 0,
+                "stamped_headers": None,
+                "stamps": {},
+                **headers,
+            },
+            "properties": {
+                "correlation_id": task_id,
+                "reply_to": self.reply_to,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": self.queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+        return json.dumps(envelope).encode()
+
+    async def send(self, job_id: UUID, headers: dict[str, Any]) -> None:
+        """Push the message; raises when Redis does not take it in time."""
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            await self.redis.lpush(self.queue, self.message(job_id, headers))
+
+
+# What enqueueing code sends with: the API's JobSender, the worker's Celery app.
+Producer: TypeAlias = "JobSender | Celery"
+
+
+async def send_job(producer: Producer, job_id: UUID, *, request_id: str | None = None) -> bool:
     """Ask a worker to run job ``job_id``. Returns False when the broker is
     unreachable: the job stays queued and the relay re-sends it.
 
@@ -124,8 +218,8 @@ async def send_job(producer: Celery, job_id: UUID, *, request_id: str | None = N
     """
     headers: dict[str, Any] = {REQUEST_ID_HEADER: request_id} if request_id else {}
 
-    def _send() -> None:
-        producer.send_task(
+    def celery_send(app: Celery) -> None:
+        app.send_task(
             TASK_RUN_JOB,
             args=[str(job_id)],
             headers=headers or None,
@@ -135,7 +229,10 @@ async def send_job(producer: Celery, job_id: UUID, *, request_id: str | None = N
 
     try:
         with tracing.publish_span(job_id, JOB_QUEUE, headers):
-            await anyio.to_thread.run_sync(_send)
+            if isinstance(producer, JobSender):
+                await producer.send(job_id, headers)
+            else:
+                await anyio.to_thread.run_sync(celery_send, producer)
     except Exception as exc:  # the broker's errors are many (kombu, redis, OS)
         log.warning("could not send job %s to the broker: %s", job_id, exc)
         return False

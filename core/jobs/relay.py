@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import transaction
 from core.jobs import files, metrics, repository, scheduling
-from core.queue import send_job
+from core.queue import Producer, send_job
 from core.settings import JobSettings
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ class RelayReport:
 
 async def relay(
     sessionmaker: async_sessionmaker[AsyncSession],
-    producer: Celery,
+    producer: Producer,
     settings: JobSettings,
     *,
     limit: int = 1000,

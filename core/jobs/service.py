@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import logging as logging_context
@@ -19,7 +18,7 @@ from core.jobs import files, repository, scheduling, storage
 from core.jobs.context import ResultFile
 from core.jobs.kinds import JobKind
 from core.models import Job, JobStatus
-from core.queue import send_job
+from core.queue import Producer, send_job
 from core.settings import get_settings
 
 # The stored-files quota and retention (MAX_STORED_FILE_BYTES_PER_USER,
@@ -44,7 +43,7 @@ __all__ = [
 
 async def enqueue(
     session: AsyncSession,
-    producer: Celery,
+    producer: Producer,
     *,
     owner_id: UUID,
     kind: JobKind,
