@@ -9,9 +9,11 @@
    the same SELECT under the same gunicorn settings), and ``POST
    /api/v1/items`` with a new sku on every request (``bench/wrk/post.lua``),
    against our endpoint and the ceiling's (the same statements: owner's
-   turn, quota count, INSERT). Both ceiling runs come first, then the
-   ceiling is stopped (its pool and ours must not exceed max_connections
-   together): ``ratio_get`` and ``ratio_post`` compare runs of one invocation.
+   turn, quota count, INSERT). Ceiling and api runs alternate, ``--rounds``
+   pairs (2) of each (ceiling, api, ceiling, api), so that the machine's noise
+   falls on both sides: ``ratio_get`` and ``ratio_post`` are the api's
+   requests/s over the ceiling's across the rounds, each round's ratio shown
+   too (the database allows both pools at once: bench/compose.db.yml).
    wrk's figures come from the JSON its ``done()`` prints
    (``bench/wrk/report.lua``), with every response's status counted. For each
    run, also the containers' CPU halfway through and the database connections
@@ -51,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WRK = ROOT / "bench" / "wrk"
 API_URL = os.environ.get("API_URL", "http://127.0.0.1:18100")
 CEILING_URL = f"http://127.0.0.1:{os.environ.get('CEILING_PORT', '18101')}"
-BASE = ("-f", "docker-compose.yml")
+BASE = ("-f", "docker-compose.yml", "-f", "bench/compose.db.yml")
 WITH_CEILING = (*BASE, "-f", "bench/compose.ceiling.yml")
 TRACED = (*BASE, "-f", "bench/compose.tracing.yml")
 MB = 1e6
@@ -200,6 +202,34 @@ class WrkRun:
 
     def ms(self, percentile: str) -> float:
         return float(self.latency_us["percentiles"][percentile]) / 1000
+
+
+def merge(runs: list[WrkRun]) -> WrkRun:
+    """Several runs of one target as one: requests over their summed time,
+    errors and statuses summed; the median of their p50s and the worst of
+    their higher percentiles; the last run's CPU sample and run id."""
+    percentiles: dict[str, float] = {}
+    for key in runs[0].latency_us["percentiles"]:
+        values = sorted(float(run.latency_us["percentiles"][key]) for run in runs)
+        percentiles[key] = values[(len(values) - 1) // 2] if key == "50" else values[-1]
+
+    def total(field: str) -> dict[str, int]:
+        summed: dict[str, int] = {}
+        for run in runs:
+            for kind, n in getattr(run, field).items():
+                summed[kind] = summed.get(kind, 0) + n
+        return summed
+
+    return WrkRun(
+        requests=sum(run.requests for run in runs),
+        seconds=sum(run.seconds for run in runs),
+        errors=total("errors"),
+        statuses=total("statuses"),
+        latency_us={"percentiles": percentiles},
+        cpu=runs[-1].cpu,
+        run_id=runs[-1].run_id,
+        db_connections_opened=sum(run.db_connections_opened for run in runs),
+    )
 
 
 def seconds(duration: str) -> float:
@@ -397,6 +427,12 @@ def main() -> None:
     parser.add_argument(
         "--no-up", action="store_true", help="use the running stack: skip up_seconds"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=int(env("BENCH_ROUNDS", "2")),
+        help="ceiling/api pairs of runs, alternated, per ratio",
+    )
     args = parser.parse_args()
     load = Load(args.connections, args.threads, args.duration, args.warmup, args.timeout)
     figures: dict[str, Any] = {}
@@ -413,33 +449,26 @@ def main() -> None:
         f"wrk: {load.connections} connections, {load.threads} threads, {load.duration} each"
         f" (after {load.warmup} of warm-up)"
     )
-    # The ceiling first, then stopped: its pool and ours together must never
-    # need more than Postgres' max_connections, and it takes no CPU from ours.
-    ceiling = measure(
-        "ceiling GET /items/{id}",
-        f"{CEILING_URL}/items/{target.item_id}?owner={target.owner_id}",
-        load,
-        service="ceiling",
-    )
-    # Its own user: a create counts its owner's items (the quota), so each
-    # POST run starts from an owner with one item.
-    ceiling_owner = seed().owner_id
-    ceiling_post = measure(
-        "ceiling POST /items",
-        f"{CEILING_URL}/items?owner={ceiling_owner}",
-        load,
-        service="ceiling",
-        script="post.lua",
-    )
-    ceiling_rss = worker_rss_mb(WITH_CEILING, "ceiling")
-    compose(WITH_CEILING, "rm", "--stop", "--force", "ceiling")
-    get = measure(
-        "GET /api/v1/items/{id}",
-        f"{API_URL}/api/v1/items/{target.item_id}",
-        load,
-        service="api",
-        headers=target.auth,
-    )
+    # Ceiling and api alternate (ceiling, api, ceiling, api, ...), so that the
+    # machine's noise hits both sides of each ratio alike; each round's POSTs
+    # start from new owners with one item (a create counts its owner's items).
+    gets: list[tuple[WrkRun, WrkRun]] = []
+    for n in range(1, args.rounds + 1):
+        ceiling_run = measure(
+            f"ceiling GET /items/{{id}} #{n}",
+            f"{CEILING_URL}/items/{target.item_id}?owner={target.owner_id}",
+            load,
+            service="ceiling",
+        )
+        api_run = measure(
+            f"GET /api/v1/items/{{id}} #{n}",
+            f"{API_URL}/api/v1/items/{target.item_id}",
+            load,
+            service="api",
+            headers=target.auth,
+        )
+        gets.append((ceiling_run, api_run))
+    ceiling, get = (merge([pair[side] for pair in gets]) for side in (0, 1))
     # Tail latency without coordinated omission: the same GET at a fixed
     # arrival rate, half of what wrk just measured (bench/openloop.py).
     rate = max(1, round(get.rps / 2))
@@ -451,24 +480,42 @@ def main() -> None:
         f"p99.9 {steady.p999_ms} ms; of {steady.requests}: {steady.failed} failed, "
         f"{steady.dropped} never sent (no free virtual user)"
     )
-    post = measure(
-        "POST /api/v1/items",
-        f"{API_URL}/api/v1/items",
-        load,
-        service="api",
-        script="post.lua",
-        headers=target.auth,
-    )
-    # wrk counts only the responses it received before the end; requests still
-    # in flight then may have been stored too, so created can exceed that count.
-    created = stored_by(target, post.run_id)
-    answered = sum(n for status, n in post.statuses.items() if status.startswith("2"))
-    if created < answered:
-        print(f"  WARNING: {answered} POSTs answered 2xx but only {created} items stored")
+    posts: list[tuple[WrkRun, WrkRun]] = []
+    created = 0
+    for n in range(1, args.rounds + 1):
+        ceiling_run = measure(
+            f"ceiling POST /items #{n}",
+            f"{CEILING_URL}/items?owner={seed().owner_id}",
+            load,
+            service="ceiling",
+            script="post.lua",
+        )
+        poster = seed()
+        api_run = measure(
+            f"POST /api/v1/items #{n}",
+            f"{API_URL}/api/v1/items",
+            load,
+            service="api",
+            script="post.lua",
+            headers=poster.auth,
+        )
+        posts.append((ceiling_run, api_run))
+        # wrk counts only the responses it received before the end; requests
+        # still in flight then may have been stored too: created can be more.
+        stored = stored_by(poster, api_run.run_id)
+        answered = sum(count for status, count in api_run.statuses.items() if status[0] == "2")
+        if stored < answered:
+            print(f"  WARNING: {answered} POSTs answered 2xx but only {stored} items stored")
+        created += stored
+    ceiling_post, post = (merge([pair[side] for pair in posts]) for side in (0, 1))
+    ceiling_rss = worker_rss_mb(WITH_CEILING, "ceiling")
+    compose(WITH_CEILING, "rm", "--stop", "--force", "ceiling")
 
+    ratios_get = [round(a.rps / c.rps, 3) for c, a in gets]
+    ratios_post = [round(a.rps / c.rps, 3) for c, a in posts]
     print(
-        f"  ratio to the ceiling: GET {get.rps / ceiling.rps:.3f},"
-        f" POST {post.rps / ceiling_post.rps:.3f}"
+        f"  ratio to the ceiling: GET {get.rps / ceiling.rps:.3f} (rounds {ratios_get}),"
+        f" POST {post.rps / ceiling_post.rps:.3f} (rounds {ratios_post})"
     )
     api_memory = worker_memory_mb(BASE, "api")
     api_rss = [rss for rss, _ in api_memory]
@@ -512,6 +559,9 @@ def main() -> None:
         "openloop_get_failed": steady.failed,
         "openloop_get_dropped": steady.dropped,
         "ratio_post": round(post.rps / ceiling_post.rps, 3),
+        "ratio_get_rounds": ratios_get,
+        "ratio_post_rounds": ratios_post,
+        "bench_rounds": args.rounds,
         "traced_get_cost_percent": round(cost, 1),
         "image_mb_above_base": round(above, 1),
         "image": app_image,
