@@ -25,7 +25,7 @@ from uuid import UUID
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from api.principals import Principal, PrincipalCache, TokenCache
 from core.db import after_commit, transaction
@@ -52,6 +52,14 @@ async def write_session(request: Request) -> AsyncIterator[AsyncSession]:
     broker messages)."""
     async with request.app.state.sessionmaker() as session, transaction(session):
         yield session
+
+
+def read_bind(request: Request) -> AsyncEngine | AsyncConnection:
+    """What the read sessions are bound to (the autocommit engine; in tests,
+    the test's connection), for a route that reads in Core without a
+    Session: one dependency layer, a session and its transaction less."""
+    bind: AsyncEngine | AsyncConnection = request.app.state.read_sessionmaker.kw["bind"]
+    return bind
 
 
 # Both with ``scope="function"``: closed (and a write committed, its messages

@@ -132,7 +132,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application."""
     settings = settings or load_settings_or_exit()
-    configure_logging(settings.app.log_level, settings.app.effective_log_format)
+    configure_logging(settings.app.log_level, settings.app.effective_log_format, batch=True)
     init_sentry(settings.app, component="api")
     app = FastAPI(
         title="appstack API",

@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import TOO_LARGE_CODE, error_response, too_large_message
+from api.scope_headers import has_body
 
 
 class RequestTooLarge(HTTPException):
@@ -33,7 +34,9 @@ class BodySizeLimit:
         self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not has_body(scope):
+            # No Content-Length above 0 and not chunked: no body to limit
+            # (most GETs), and no wrapping of receive and send to pay for.
             await self.app(scope, receive, send)
             return
         max_bytes = self.per_path.get(scope["path"], self.default_max_bytes)

@@ -11,7 +11,8 @@ window keeps a timestamp per request; the price, up to twice the quota
 across a window's edge, is fine against abuse. ``limits`` parses the rates
 and names the keys; its strategies take two or three round trips per key to
 count and then read what remains, so one Lua script (its incr_expire.lua for
-both keys, returning counts and times left) takes one, through redis-py.
+both keys, returning counts and times left) takes one, the concurrent
+requests' scripts written together on one connection (api/redis_pipeline.py).
 
 Fail open: when Redis fails, requests go through (a warning, and
 ``appstack_rate_limit_unchecked_total``). The login throttle fails closed,
@@ -22,6 +23,7 @@ and most routes need no Redis: its outage must not take them all down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -29,15 +31,13 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem
 from prometheus_client import Counter
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 from api.principals import TokenCache
+from api.redis_pipeline import PipelinedScript
 from api.scope_headers import bearer_token, has_body
 from core.errors import TooManyRequests
 from core.security import verify_access_token
@@ -51,7 +51,8 @@ PAUSE_SECONDS = 5.0
 # Past this a check gives up (the request goes on unchecked); as the API's
 # other Redis timeouts, so that a loop lagging under a flood keeps the limit.
 REDIS_TIMEOUT_SECONDS = 2.0
-REDIS_CONNECTIONS = 32  # per process: a check holds one for a round trip
+# Checks waiting for Redis at once, per process; the others wait their turn.
+IN_FLIGHT = 32
 EXEMPT_PREFIXES, EXEMPT_PATHS = ("/health/",), frozenset({"/metrics"})
 
 REFUSED = Counter(
@@ -151,6 +152,11 @@ def limit_header(usages: Sequence[Usage]) -> bytes:
     return ", ".join(f'"{u.policy.name}";r={u.remaining};t={u.reset}' for u in usages).encode()
 
 
+# The same few addresses come back request after request (each an address
+# the proxy module parsed, so short).
+_address_key = functools.lru_cache(maxsize=4096)(address_key)
+
+
 class RateLimiter:
     """The policies, and the one Redis round trip that counts a request."""
 
@@ -159,20 +165,12 @@ class RateLimiter:
         self.user = Policy.of("user", limits.user_rate)
         self.address = Policy.of("address", limits.address_rate)
         self.secret = settings.app.secret_key
-        # Its own client: short timeouts, no retry (redis-py nests a connect
-        # retry in the command's: one retry is four timeouts). At most
-        # REDIS_CONNECTIONS checks at once, the others waiting their turn:
-        # past its pool's size redis-py fails, which would open the limit.
-        self.slots = asyncio.Semaphore(REDIS_CONNECTIONS)
-        self.redis = Redis.from_url(
-            settings.redis.redis_url,
-            max_connections=REDIS_CONNECTIONS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), retries=0),
+        # Its own connection: short timeouts, no retry. At most IN_FLIGHT
+        # checks at once, the others waiting their turn.
+        self.slots = asyncio.Semaphore(IN_FLIGHT)
+        self.script = PipelinedScript(
+            settings.redis.redis_url, _SCRIPT, timeout=REDIS_TIMEOUT_SECONDS
         )
-        self.script = self.redis.register_script(_SCRIPT)
         self.paused_until = 0.0
         self.probing = False
         self.headers = {
@@ -181,14 +179,14 @@ class RateLimiter:
         }
 
     async def aclose(self) -> None:
-        """Close the Redis connections."""
-        await self.redis.aclose()
+        """Close the Redis connection."""
+        await self.script.aclose()
 
     async def hit(self, user: str | None, address: str) -> Verdict | None:
         """Count one request of ``user`` (None: anonymous) from ``address``,
         unless a policy is spent; None when Redis failed."""
         policies = [self.address] if user is None else [self.user, self.address]
-        keys = [self.address.item.key_for("address", address_key(address))]
+        keys = [self.address.item.key_for("address", _address_key(address))]
         if user is not None:
             keys.insert(0, self.user.item.key_for("user", user))
         args: list[int] = []
@@ -218,8 +216,10 @@ class RateLimiter:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS), self.slots:
                 if time.monotonic() < self.paused_until:  # failed meanwhile
                     return None
-                reply: list[int] = await self.script(keys=keys, args=args)
+                reply = await self.script(keys, args)
         except (RedisError, TimeoutError) as exc:  # timed out: a slot or the reply
+            if isinstance(exc, TimeoutError):
+                self.script.abort()
             now = time.monotonic()
             if now >= self.paused_until:  # once, not for every check in flight
                 reason = str(exc) or "timed out"
@@ -233,7 +233,7 @@ class RateLimiter:
                 self.probing = False
         if probe:
             self.paused_until = 0.0
-        return reply
+        return reply  # type: ignore[return-value]  # the script's list of integers
 
 
 class RateLimit:

@@ -6,10 +6,12 @@ the body limit) runs with the request id set and is counted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,26 +71,43 @@ class RequestContext:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            metrics.REQUESTS.labels(method, template, str(status)).inc()
-            metrics.LATENCY.labels(method, template).observe(elapsed)
+            count, latency = _meters(method, template, status)
+            count.inc()
+            latency.observe(elapsed)
             path = scope["path"]
             level = logging.DEBUG if path.startswith(_QUIET_PREFIXES) else logging.INFO
             if log.isEnabledFor(level):
-                client = scope.get("client")
-                log.log(
-                    level,
-                    "%s %s %d %.1fms",
-                    method,
-                    path,
-                    status,
-                    elapsed * 1000,
-                    extra={
-                        "http_method": method,
-                        "path": path,
-                        "route": template,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "client": client[0] if client else None,
-                    },
-                )
+                _log_access(scope, level, method, path, template, status, elapsed)
             request_id.reset(token)
+
+
+@functools.lru_cache(maxsize=1024)
+def _meters(method: str, template: str, status: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one route and status,
+    looked up once: templates and statuses are few (an unmatched path is
+    "unmatched"), and a labels() lookup per request is a measurable cost."""
+    return (
+        metrics.REQUESTS.labels(method, template, str(status)),
+        metrics.LATENCY.labels(method, template),
+    )
+
+
+def _log_access(
+    scope: Scope, level: int, method: str, path: str, template: str, status: int, elapsed: float
+) -> None:
+    """The access line. The record is made here, not by ``log.log``: that
+    would look up the caller's file and line on every request, which no
+    format shows."""
+    client = scope.get("client")
+    extra = {
+        "http_method": method,
+        "path": path,
+        "route": template,
+        "status": status,
+        "duration_ms": round(elapsed * 1000, 2),
+        "client": client[0] if client else None,
+    }
+    args = (method, path, status, elapsed * 1000)
+    message = "%s %s %d %.1fms"
+    record = log.makeRecord(log.name, level, __file__, 0, message, args, None, extra=extra)
+    log.handle(record)

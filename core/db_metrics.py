@@ -13,7 +13,7 @@ gave up after DB_POOL_TIMEOUT.
 from __future__ import annotations
 
 import time
-from typing import cast
+from typing import Any, cast
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -62,6 +62,10 @@ class MeteredPool(AsyncAdaptedQueuePool):
     :attr:`label` (set by :func:`meter`)."""
 
     label = "appstack"
+    # This pool's gauges and histogram, looked up once per label: a labels()
+    # lookup on every checkout and return is a measurable share of a fast
+    # request.
+    _meters: tuple[Any, Any, Any, str] | None = None
     # Log as the pool it extends: under the "sqlalchemy" logger, quiet
     # (WARNING) unless asked for.
     _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
@@ -75,7 +79,7 @@ class MeteredPool(AsyncAdaptedQueuePool):
             TIMEOUTS.labels(self.label).inc()
             raise
         finally:
-            WAIT.labels(self.label).observe(time.perf_counter() - started)
+            self._labelled()[2].observe(time.perf_counter() - started)
             self._report()
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
@@ -88,10 +92,19 @@ class MeteredPool(AsyncAdaptedQueuePool):
         pool.label = self.label
         return pool
 
+    def _labelled(self) -> tuple[Any, Any, Any, str]:
+        meters = self._meters
+        if meters is None or meters[3] != self.label:
+            label = self.label
+            meters = (CHECKED_OUT.labels(label), OVERFLOW.labels(label), WAIT.labels(label), label)
+            self._meters = meters
+        return meters
+
     def _report(self) -> None:
-        CHECKED_OUT.labels(self.label).set(self.checkedout())
+        checked_out, overflow, _, _ = self._labelled()
+        checked_out.set(self.checkedout())
         # Negative until pool_size connections were ever opened.
-        OVERFLOW.labels(self.label).set(max(self.overflow(), 0))
+        overflow.set(max(self.overflow(), 0))
 
 
 def meter(engine: AsyncEngine, label: str) -> None:

@@ -11,14 +11,18 @@ also the ids of the trace and span it was logged in.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import sys
+import time
 import traceback
+import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 # The id of the request being served, or of the request that enqueued the job
 # being run; the job being run.
@@ -97,16 +101,126 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def _handler(fmt: str) -> logging.Handler:
-    handler = logging.StreamHandler(sys.stdout)
+# Lines below WARNING logged on an event loop wait at most this long to be
+# written, in one write with the others of that time: a write per request
+# line (a system call, and the container runtime's log driver woken for
+# each) cost a busy API more than formatting the line. WARNING and above,
+# and lines logged outside an event loop, are written at once, with
+# everything queued before them.
+FLUSH_SECONDS = 0.05
+_MAX_BUFFERED = 256 * 1024  # characters; written at once beyond
+
+
+class BatchingStreamHandler(logging.StreamHandler[TextIO]):
+    """A StreamHandler whose INFO and DEBUG lines logged on an event loop go
+    out in batches, at most :data:`FLUSH_SECONDS` late, written by a
+    callback on that loop (no thread: processes fork after logging).
+    Flushed before a fork (nothing is written twice), at exit, on close."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._buffer: list[str] = []
+        self._size = 0
+        self._since = 0.0  # when the oldest queued line was queued
+        self._flush_on: asyncio.AbstractEventLoop | None = None
+        _BATCHING.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the line (``handle`` holds the lock), or write the queue."""
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        now = time.monotonic()
+        if not self._buffer:
+            self._since = now
+        self._buffer.append(line)
+        self._size += len(line)
+        if (
+            record.levelno >= logging.WARNING
+            or self._size >= _MAX_BUFFERED
+            or now - self._since >= FLUSH_SECONDS
+            or not self._flush_later()
+        ):
+            self._write()
+
+    def _flush_later(self) -> bool:
+        """Whether a flush is due on this thread's running loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self._flush_on is not loop:  # none yet, or on a loop since gone
+            self._flush_on = loop
+            loop.call_later(FLUSH_SECONDS, self._flush_from, loop)
+        return True
+
+    def _flush_from(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self.lock:  # type: ignore[union-attr]  # created in __init__
+            if self._flush_on is loop:
+                self._flush_on = None
+            self._write()
+
+    def _write(self) -> None:
+        if not self._buffer:
+            return
+        text, self._buffer, self._size = "".join(self._buffer), [], 0
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:  # a closed stdout, say: told as logging.Handler tells it
+            if logging.raiseExceptions:
+                sys.stderr.write("--- Logging error ---\n")
+                traceback.print_exc(file=sys.stderr)
+
+    def flush(self) -> None:
+        """Write the queued lines."""
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def close(self) -> None:
+        """Write the queued lines, then close."""
+        self.flush()
+        super().close()
+
+    def _forked(self) -> None:
+        # What was queued the parent wrote; the parent's loop is not ours.
+        self._buffer, self._size, self._flush_on = [], 0, None
+
+
+_BATCHING: weakref.WeakSet[BatchingStreamHandler] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for handler in list(_BATCHING):
+        handler.flush()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_BATCHING):
+        handler._forked()
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
+def _handler(fmt: str, batch: bool) -> logging.Handler:
+    handler: logging.Handler = (
+        BatchingStreamHandler(sys.stdout) if batch else logging.StreamHandler(sys.stdout)
+    )
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(ContextFilter())
     handler._appstack = True  # type: ignore[attr-defined]
     return handler
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
+def configure_logging(level: str, fmt: str = "text", *, batch: bool = False) -> None:
     """Log to stdout at ``level`` in ``fmt`` (json or text); idempotent.
+    ``batch``: lines below WARNING logged on an event loop are written in
+    batches (:class:`BatchingStreamHandler`), for the API's processes, which
+    exit through the interpreter's exit (and its flush). Not for Celery's
+    pool processes: they end with ``os._exit``, which would drop the queue.
 
     Replaces only its own handler on the root logger, so that handlers added
     by others (pytest's log capture) stay.
@@ -115,7 +229,8 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     root.setLevel(level)
     for handler in [h for h in root.handlers if getattr(h, "_appstack", False)]:
         root.removeHandler(handler)
-    root.addHandler(_handler(fmt))
+        handler.close()  # writes what it queued
+    root.addHandler(_handler(fmt, batch))
     for name in _LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -250,3 +251,27 @@ async def test_a_patch_racing_a_delete_is_a_404_not_a_500(
         await transaction.commit()
     response = await patch
     assert response.status_code == 404, response.text
+
+
+async def test_the_item_read_answers_what_the_create_answered(settings: Settings) -> None:
+    """GET /items/{id} reads in Core on the app's own engine (not the test's
+    connection) and serialises once: the same bytes and headers FastAPI
+    wrote for the create; another user's item and an unknown one are the
+    same 404."""
+    fields = {**ITEM, "name": 'Tasse à café "☕" \\ ok', "description": None}
+    async with serve(settings) as client:
+        owner = await token_headers(client, (await register(client))["email"])
+        other = await token_headers(client, (await register(client))["email"])
+        created = await client.post("/api/v1/items", json=fields, headers=owner)
+        assert created.status_code == 201, created.text
+        url = f"/api/v1/items/{created.json()['id']}"
+        read = await client.get(url, headers=owner)
+        unknown = f"/api/v1/items/{uuid.uuid4()}"
+        missing = [await client.get(url, headers=other), await client.get(unknown, headers=owner)]
+    assert read.status_code == 200
+    assert read.content == created.content
+    for name in ("content-type", "content-length"):
+        assert read.headers[name] == created.headers[name]
+    for response in missing:
+        assert response.status_code == 404
+        assert response.json() == {"error": {"code": "not_found", "message": "item not found"}}

@@ -210,15 +210,15 @@ async def test_a_burst_is_counted_exactly_and_never_let_through_unchecked(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     """120 requests at once from one address, more than the limiter's
-    REDIS_CONNECTIONS: each waits for a connection, none goes unchecked, and
-    exactly the quota gets through."""
+    IN_FLIGHT: each waits its turn, none goes unchecked, and exactly the
+    quota gets through."""
     before = unchecked()
     async with (
         limited(settings, sessionmaker, address="100/minute") as app,
         client_at(app, "192.0.2.10") as client,
     ):
         answers = await asyncio.gather(*(client.get(ITEMS) for _ in range(120)))
-    assert 2 * ratelimit.REDIS_CONNECTIONS < 120
+    assert 2 * ratelimit.IN_FLIGHT < 120
     assert unchecked() == before
     codes = sorted(r.status_code for r in answers)
     assert codes == [401] * 100 + [429] * 20
