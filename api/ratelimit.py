@@ -5,14 +5,15 @@ address (IPv6: its /64) and, with a valid bearer token (its subject, read
 without a database query), against that user too. Invalid tokens count
 against the address only, and the route answers its 401 as before.
 
-Fixed windows, as ``limits``' fixed-window strategy keeps them (a counter
-that expires a window after its first request): O(1) per key where a moving
-window keeps a timestamp per request; the price, up to twice the quota
-across a window's edge, is fine against abuse. ``limits`` parses the rates
-and names the keys; its strategies take two or three round trips per key to
-count and then read what remains, so one Lua script (its incr_expire.lua for
-both keys, returning counts and times left) takes one, the concurrent
-requests' scripts written together on one connection (api/redis_pipeline.py).
+Fixed windows, as the ``limits`` library's fixed-window strategy keeps them
+(a counter that expires a window after its first request): O(1) per key
+where a moving window keeps a timestamp per request; the price, up to twice
+the quota across a window's edge, is fine against abuse. Its strategies take
+two or three round trips per key to count and then read what remains, so
+one Lua script (its incr_expire.lua for both keys, returning counts and
+times left) takes one, the concurrent requests' scripts written together on
+one connection (api/redis_pipeline.py). The rates are read in its notation
+(core.settings_ratelimit).
 
 Fail open: when Redis fails, requests go through (a warning, and
 ``appstack_rate_limit_unchecked_total``). The login throttle fails closed,
@@ -29,7 +30,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from limits import RateLimitItem
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 from starlette.responses import Response
@@ -42,6 +42,7 @@ from api.scope_headers import bearer_token, has_body
 from core.errors import TooManyRequests
 from core.security import verify_access_token
 from core.settings import Settings
+from core.settings_ratelimit import Rate
 from core.users.throttle import address_key
 
 log = logging.getLogger(__name__)
@@ -93,20 +94,18 @@ return out
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """One quota: its name in the headers, the rate (``limits``' item, which
-    names the keys), requests per window and the window in seconds."""
+    """One quota: its name in the headers, the rate (which names the keys),
+    requests per window and the window in seconds."""
 
     name: str
-    item: RateLimitItem
+    item: Rate
     quota: int
     window: int
 
     @classmethod
-    def of(cls, name: str, item: RateLimitItem) -> Policy:
-        """The policy ``name`` allowing ``item``'s rate. Keys such as
-        ratelimit/user/<id>/600/1/minute: a changed rate starts afresh."""
-        item = type(item)(item.amount, item.multiples, namespace="ratelimit")
-        return cls(name, item, item.amount, item.get_expiry())
+    def of(cls, name: str, item: Rate) -> Policy:
+        """The policy ``name`` allowing ``item``'s rate."""
+        return cls(name, item, item.amount, item.seconds)
 
 
 @dataclass(frozen=True, slots=True)
