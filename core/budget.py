@@ -23,10 +23,9 @@ from core.settings import DatabaseSettings, Settings
 log = logging.getLogger("appstack.budget")
 
 WARN_FRACTION = 0.8
-# A Celery child runs one task at a time: the task's session, its heartbeat
-# and a progress update are the most it holds at once (see worker.runner).
-WORKER_POOL_SIZE = 2
-WORKER_MAX_OVERFLOW = 1
+# A Celery child runs up to WORKER_JOBS_PER_PROCESS jobs at once on its
+# loop (see worker.runner): a session for each, and one for its claims,
+# pooled; a heartbeat or progress update of each beside it, in overflow.
 # The migrate service's single connection during a deploy.
 MIGRATE_CONNECTIONS = 1
 # The scheduler only sends messages to Redis: it never opens a database
@@ -34,10 +33,10 @@ MIGRATE_CONNECTIONS = 1
 SCHEDULER_CONNECTIONS = 0
 
 
-def worker_pool() -> tuple[int, int]:
-    """Pool size and overflow of one Celery child's engine: what one task at
-    a time can use, whatever the api's pool settings."""
-    return WORKER_POOL_SIZE, WORKER_MAX_OVERFLOW
+def worker_pool(jobs_per_process: int = 1) -> tuple[int, int]:
+    """Pool size and overflow of one Celery child's engine: what its jobs
+    at once can use, whatever the api's pool settings."""
+    return jobs_per_process + 1, jobs_per_process
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def budget(settings: Settings, *, api_processes: int, worker_processes: int) -> 
         api_processes=api_processes,
         api_per_process=db.db_pool_size + db.db_max_overflow,
         worker_processes=worker_processes,
-        worker_per_process=sum(worker_pool()),
+        worker_per_process=sum(worker_pool(settings.jobs.worker_jobs_per_process)),
         api_replicas=settings.web.api_replicas,
         worker_replicas=settings.jobs.worker_replicas,
     )

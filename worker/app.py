@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -25,6 +26,11 @@ from worker import metrics
 
 settings = load_settings_or_exit()
 configure_logging(settings.app.log_level, settings.app.effective_log_format)
+# Celery's two lines per message ("received", "succeeded in ...") only say
+# that a claim was made: the runner logs each job's outcome with its id and
+# request id. At hundreds of jobs a second they cost the worker CPU.
+for _name in ("celery.worker.strategy", "celery.app.trace"):
+    logging.getLogger(_name).setLevel(max(logging.WARNING, logging.getLogger().level))
 init_sentry(settings.app, component="worker")
 
 app = Celery("worker", include=["worker.tasks"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,11 +18,12 @@ from core.queue import (
     TASK_RELAY,
     TASK_RUN_JOB,
     TASK_SESSION_CLEANUP,
+    TASK_TIME_LIMIT_SECONDS,
 )
 from core.settings import get_settings
 from core.users import sessions
 from worker.app import app
-from worker.runner import run
+from worker.runner import run, start_in_background
 
 log = logging.getLogger(__name__)
 # The job kinds this worker runs (the poison kind only outside production).
@@ -34,32 +36,59 @@ REQUEUE_WAKE_SECONDS = 2
 
 @app.task(name=TASK_RUN_JOB)
 def run_job(job_id: str) -> str:
-    """Run the fairest queued job (see :mod:`core.jobs.scheduling`). The
-    message for job ``job_id`` only woke this process: the job claimed may
-    be another, and the message finds nothing to do when no job is left
-    queued. The runner puts the claimed job's id and the id of the API
-    request that created it on every log line of the run."""
-    settings = get_settings().jobs
-    outcome = run(
-        lambda sessionmaker: job_runner.run(sessionmaker, None, settings=settings, kinds=KINDS)
-    )
-    if outcome == "skipped":
+    """Claim the fairest queued job (see :mod:`core.jobs.scheduling`) once
+    this process has a free place (WORKER_JOBS_PER_PROCESS), and run it on
+    the process's loop: the task ends, and its message is acknowledged, once
+    the claim is committed, and the job runs on beside the process's others.
+    The message for job ``job_id`` only woke this process: the job claimed
+    may be another, and the message finds nothing to do when no job is left
+    queued. A process dying mid-run leaves its job ``running`` with a
+    heartbeat that goes stale, and the relay takes it back (README, Jobs)."""
+
+    async def take(sessionmaker: async_sessionmaker[AsyncSession]) -> object:
+        async def work(claimed: job_runner.Claimed) -> None:
+            await _run_claimed(sessionmaker, claimed, job_id)
+
+        return await start_in_background(lambda: job_runner.claim(sessionmaker, None), work)
+
+    if run(take) is None:
         log.info("message for job %s: no queued job left to claim", job_id)
-    elif outcome == "requeued":
+        return "skipped"
+    return "claimed"
+
+
+async def _run_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession], claimed: job_runner.Claimed, job_id: str
+) -> None:
+    """A claimed job to its outcome, within the time a task may take."""
+    settings = get_settings().jobs
+    try:
+        async with asyncio.timeout(TASK_TIME_LIMIT_SECONDS):
+            outcome = await job_runner.run_claimed(
+                sessionmaker, claimed, settings=settings, kinds=KINDS
+            )
+    except TimeoutError:
+        # Rolled back; its heartbeat stops, and the relay takes it back.
+        log.error("job %s ran past %d s; stopped", claimed.job.id, TASK_TIME_LIMIT_SECONDS)
+        return
+    if outcome == "requeued":
         # The job went back to the queue without a message of its own: wake
         # a worker for it, a moment later (the database may still be away).
         # Under a steady load the relay would not, as jobs are being claimed.
-        try:
-            app.send_task(
-                TASK_RUN_JOB,
-                args=[job_id],
-                countdown=REQUEUE_WAKE_SECONDS,
-                retry=True,
-                retry_policy=SEND_RETRY_POLICY,
-            )
-        except Exception as exc:  # the broker is away too: the relay sends it
-            log.warning("could not send a message for a requeued job: %s", exc)
-    return outcome
+        await asyncio.to_thread(_wake, job_id)
+
+
+def _wake(job_id: str) -> None:
+    try:
+        app.send_task(
+            TASK_RUN_JOB,
+            args=[job_id],
+            countdown=REQUEUE_WAKE_SECONDS,
+            retry=True,
+            retry_policy=SEND_RETRY_POLICY,
+        )
+    except Exception as exc:  # the broker is away too: the relay sends it
+        log.warning("could not send a message for a requeued job: %s", exc)
 
 
 @app.task(name=TASK_RELAY)

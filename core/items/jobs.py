@@ -10,7 +10,7 @@ behind, and a retry counts from zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
 from functools import partial
 
@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.items import csvfile, repository
 from core.items.feed import read_ahead
-from core.jobs.context import JobContext, JobError, Output
+from core.items.report import ImportReport
+from core.items.repository import COPY_MIN_ROWS
+from core.jobs.context import JobContext, JobError, Output, RunAgain
 from core.jobs.kinds import JobKind
 
 
@@ -26,28 +28,62 @@ async def import_items(session: AsyncSession, ctx: JobContext) -> Output:
     """Create or update the owner's items from the uploaded CSV's valid rows
     (new ones up to MAX_ITEMS_PER_USER); report the others. The file is read
     a chunk at a time and parsed in a thread, so the run's memory does not
-    grow with it."""
+    grow with it.
+
+    One owner's imports run side by side: an import is written without the
+    owner's item lock, which :func:`settle_import` takes only once the
+    outcome is recorded, to count the owner's items with its own (held for
+    that count and the commit). Within MAX_ITEMS_PER_USER it is kept. Past
+    it (other creations meanwhile took the room), or when a batch alone may
+    pass it, the run is rolled back and written again (``ctx.again``) under
+    the lock, new items up to the room left, as the owner's creations take
+    turns."""
+    if ctx.again:
+        await repository.lock_owner(session, ctx.job.owner_id)
+    report = await _write(session, ctx, bounded=ctx.again)
+    return Output(counts=report.counts(), result=report.result())
+
+
+async def settle_import(session: AsyncSession, ctx: JobContext, output: Output) -> None:
+    """:class:`RunAgain` unless the owner's items, this import's among them,
+    are within MAX_ITEMS_PER_USER; the owner's lock is held from here to the
+    commit."""
+    if ctx.again or not (output.counts or {}).get("created"):
+        return
+    owner_id, max_items = ctx.job.owner_id, ctx.settings.max_items_per_user
+    await repository.lock_owner(session, owner_id)
+    if await repository.count_owned(session, owner_id, up_to=max_items + 1) > max_items:
+        raise RunAgain
+
+
+async def _write(session: AsyncSession, ctx: JobContext, *, bounded: bool) -> ImportReport:
+    """Read, check and write the whole file. ``bounded`` (the caller holds
+    the owner's lock): new items up to MAX_ITEMS_PER_USER. Else unbounded,
+    but :class:`RunAgain` when a large batch could pass it with the items
+    the owner had."""
     owner_id, settings = ctx.job.owner_id, ctx.settings
     max_items, total = settings.max_items_per_user, ctx.job.input_bytes
     report = csvfile.ImportReport(max_items=max_items)
-    stored: int | None = None  # the owner's items, once counted
-    fresh = False
+    stored: int | None = None  # the owner's items before, once counted
     parse = partial(_parse, size=settings.import_batch_rows)
     try:
-        async with aclosing(read_ahead(ctx.input_chunks(), parse)) as ahead:
-            async for batch in ahead:
-                if stored is None:
-                    # Held until the import's transaction ends: the owner's
-                    # other creations wait, and count what it stored.
-                    await repository.lock_owner(session, owner_id)
-                    stored = await repository.count_owned(session, owner_id, up_to=max_items)
+        async with aclosing(_batches(ctx, parse)) as batches:
+            async for batch in batches:
+                records = batch.records
+                if stored is None and (bounded or len(records) >= COPY_MIN_ROWS):
                     # An owner's first import (the common bulk load) copies
                     # without looking for existing skus first.
-                    fresh = stored == 0
+                    stored = await repository.count_owned(session, owner_id, up_to=max_items)
+                room = max_items - (stored or 0) - report.created
+                if not bounded and stored is not None and len(records) > room:
+                    raise RunAgain  # this batch may pass the quota: write it held
                 created, updated, over = await repository.upsert_within(
-                    session, owner_id, batch.records, fresh=fresh, room=max_items - stored
+                    session,
+                    owner_id,
+                    records,
+                    fresh=stored == 0,
+                    room=room if bounded else len(records),
                 )
-                stored += created
                 report.add(batch, created=created, updated=updated, over_quota=over)
                 if not batch.final:
                     percent = min(99, 100 * batch.bytes_read // total) if total else 0
@@ -57,7 +93,28 @@ async def import_items(session: AsyncSession, ctx: JobContext) -> Output:
             # A file deleted meanwhile: the job was cancelled (JobLost here).
             await ctx.progress(0)
         raise JobError(str(exc)) from None
-    return Output(counts=report.counts(), result=report.result())
+    return report
+
+
+# A file this small (one chunk at most) is parsed on the event loop: a
+# thread's round trip would cost more than the parsing, and the loop runs
+# other jobs meanwhile only for the milliseconds it takes.
+INLINE_PARSE_BYTES = 64 * 1024
+
+
+async def _batches(
+    ctx: JobContext, parse: Callable[[Iterator[bytes]], Iterator[csvfile.Batch]]
+) -> AsyncGenerator[csvfile.Batch, None]:
+    """The file's batches: parsed in a thread while the previous one is
+    written, or, for a small file, here."""
+    if ctx.job.input_bytes > INLINE_PARSE_BYTES:
+        async with aclosing(read_ahead(ctx.input_chunks(), parse)) as ahead:
+            async for batch in ahead:
+                yield batch
+        return
+    chunks = [chunk async for chunk in ctx.input_chunks()]
+    for batch in parse(iter(chunks)):
+        yield batch
 
 
 class _NoFile(csvfile.UploadProblem):
@@ -98,6 +155,6 @@ async def export_items(session: AsyncSession, ctx: JobContext) -> Output:
     return Output(counts=counts, result=counts, result_file=await file.close())
 
 
-IMPORT = JobKind("items.import", import_items)
+IMPORT = JobKind("items.import", import_items, settle=settle_import)
 EXPORT = JobKind("items.export", export_items, makes_file=True)
 JOB_KINDS = (IMPORT, EXPORT)

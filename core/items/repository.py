@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -229,6 +230,9 @@ async def upsert(
     distinct."""
     if not records:
         return 0, 0
+    # In sku order: two imports of one owner that share skus lock their rows
+    # in the same order, so they wait for each other instead of deadlocking.
+    records = sorted(records, key=itemgetter(0))
     if len(records) < COPY_MIN_ROWS:
         created = set((await session.scalars(_INSERT_NEW, _arrays(owner_id, records))).all())
         changes = [record for record in records if record[0] not in created]

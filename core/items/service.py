@@ -8,10 +8,10 @@ from typing import Any
 from uuid import UUID
 
 import anyio
-from celery import Celery
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import save_unique
+from core.db import save_unique, sqlstate
 from core.errors import (
     Conflict,
     NotFound,
@@ -23,12 +23,14 @@ from core.errors import (
 from core.items import csvfile, jobs, listing, repository, uploads
 from core.jobs import service as job_service
 from core.models import Item, Job
+from core.queue import Producer
 
 # What a create refused while an import of the owner's is written waits: an
 # import takes seconds.
 IMPORT_BUSY_RETRY_AFTER_SECONDS = 5
 # How long a create waits for the owner's turn.
 LOCK_WAIT_SECONDS = 1.0
+DEADLOCK_DETECTED = "40P01"
 
 
 def _duplicate(sku: str) -> Conflict:
@@ -62,15 +64,12 @@ async def create(
     """A new item; :class:`Conflict` when the owner already uses the sku,
     :class:`QuotaExceeded` (403: only deleting items frees the quota) when
     they have ``max_items`` already. Race-free: the owner's creations take
-    turns (each holds it for milliseconds). An import of theirs being
-    written holds its turn until it ends: after LOCK_WAIT_SECONDS,
-    :class:`TooManyRequests` rather than a longer wait, which would hold one
-    of the API's pooled connections for as long as the import."""
+    turns (each holds it for milliseconds; an import of theirs holds it as
+    it commits, or, written again past the quota, until it ends): after
+    LOCK_WAIT_SECONDS, :class:`TooManyRequests` rather than a longer wait,
+    which would hold one of the API's pooled connections for as long."""
     if not await _take_turn(session, owner_id):
-        raise TooManyRequests(
-            "an import of your items is being written; create items again once it has finished",
-            retry_after=IMPORT_BUSY_RETRY_AFTER_SECONDS,
-        )
+        raise _import_busy()
     if await repository.count_owned(session, owner_id, up_to=max_items) >= max_items:
         if await repository.sku_taken(session, owner_id, fields["sku"]):
             raise _duplicate(fields["sku"])
@@ -78,10 +77,25 @@ async def create(
             f"you have {max_items} items, the most allowed (MAX_ITEMS_PER_USER); "
             "delete some to create more"
         )
-    item = await repository.insert_new(session, owner_id, fields)
+    try:
+        item = await repository.insert_new(session, owner_id, fields)
+    except DBAPIError as exc:
+        # An import of the owner's, written without the turn, holds this sku
+        # uncommitted and now waits for the turn held here: Postgres breaks
+        # the cycle, and this side answers as when the turn was busy.
+        if sqlstate(exc) != DEADLOCK_DETECTED:
+            raise
+        raise _import_busy() from None
     if item is None:
         raise _duplicate(fields["sku"])
     return item
+
+
+def _import_busy() -> TooManyRequests:
+    return TooManyRequests(
+        "an import of your items is being written; create items again once it has finished",
+        retry_after=IMPORT_BUSY_RETRY_AFTER_SECONDS,
+    )
 
 
 async def update(
@@ -117,7 +131,7 @@ FileLimits = job_service.FileLimits
 
 async def start_import(
     session: AsyncSession,
-    producer: Celery,
+    producer: Producer,
     *,
     owner_id: UUID,
     data: bytes,
@@ -168,7 +182,7 @@ def _check_media_type(content_type: str | None) -> None:
 
 async def start_export(
     session: AsyncSession,
-    producer: Celery,
+    producer: Producer,
     *,
     owner_id: UUID,
     q: str | None,

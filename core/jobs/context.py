@@ -39,6 +39,12 @@ class JobLost(Exception):
     back and another run claimed it. The run's work is rolled back."""
 
 
+class RunAgain(Exception):
+    """Raised by a handler or its kind's ``settle``: roll this run's work
+    back and run the handler once more, with :attr:`JobContext.again` set
+    (say, to take a lock it went without, optimistically, the first time)."""
+
+
 @dataclass(frozen=True)
 class ResultFile:
     """A small file a job produced whole, served as its result with this
@@ -138,6 +144,11 @@ class JobContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     settings: JobSettings
     lost: bool = field(default=False)
+    # The handler runs again after it (or its kind's settle) said RunAgain.
+    again: bool = field(default=False)
+    # The start of the upload, when the claim's transaction read it already
+    # (one query fewer per run; the first chunk holds a small file whole).
+    prefetched: files.InputStart | None = field(default=None)
 
     @property
     def id(self) -> UUID:
@@ -155,15 +166,17 @@ class JobContext:
         connection between them. Nothing when the job has no file. Raises
         :class:`JobLost` when the run no longer owns the job, or its file is
         deleted meanwhile (the job was cancelled, or given up by the relay)."""
-        async with self.sessionmaker() as session:
-            start = await files.input_start(session, self.id, self.attempt)
-            if start is None:
-                self.lost = True
-                raise JobLost
-            # Only the release before chunks stored it: read it whole. (Jobs
-            # queued before the migration have both; the chunks are read.)
-            legacy = start.legacy and start.size == 0
-            data = await files.legacy_input(session, self.id) if legacy else None
+        start, data = self.prefetched, None
+        # Only the release before chunks stored it: read it whole. (Jobs
+        # queued before the migration have both; the chunks are read.)
+        if start is None or (start.legacy and start.size == 0):
+            async with self.sessionmaker() as session:
+                start = await files.input_start(session, self.id, self.attempt)
+                if start is None:
+                    self.lost = True
+                    raise JobLost
+                legacy = start.legacy and start.size == 0
+                data = await files.legacy_input(session, self.id) if legacy else None
         if data is not None:  # stored by the release before chunks
             for offset in range(0, len(data), files.CHUNK_BYTES):
                 yield data[offset : offset + files.CHUNK_BYTES]

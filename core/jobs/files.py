@@ -9,12 +9,13 @@ of it than that.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-from sqlalchemy import delete, extract, func, select, text, update
+from sqlalchemy import Select, bindparam, delete, extract, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -82,17 +83,28 @@ async def input_start(session: AsyncSession, job_id: UUID, attempt: int) -> Inpu
     """The start of the upload of run ``attempt`` of the job (a small file
     is read whole in this one query); None when that run no longer owns the
     job (its upload may be gone with it)."""
+    params = {"job_id": job_id, "attempt": attempt}
+    row = (await session.execute(_input_start(), params)).first()
+    return None if row is None else InputStart(int(row[0]), bool(row[1]), row[2])
+
+
+@functools.cache
+def _input_start() -> Select[int, bool, bytes]:
+    """:func:`input_start`'s query, built once (each run reads it; building
+    it cost more CPU than running it)."""
     first = aliased(JobFile)
-    query = (
+    return (
         select(Job.input_bytes, Job.input_file.is_not(None), first.data)
         .outerjoin(
             first,
             (first.job_id == Job.id) & (first.role == JobFileRole.input) & (first.seq == 0),
         )
-        .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.running)
+        .where(
+            Job.id == bindparam("job_id"),
+            Job.attempts == bindparam("attempt"),
+            Job.status == JobStatus.running,
+        )
     )
-    row = (await session.execute(query)).first()
-    return None if row is None else InputStart(int(row[0]), bool(row[1]), row[2])
 
 
 async def legacy_input(session: AsyncSession, job_id: UUID) -> bytes | None:
@@ -132,6 +144,9 @@ class Usage:
     inputs_held: bool
     # Seconds until the oldest stored result expires.
     next_expiry_seconds: float | None
+    # The owner's queued and running jobs (counted by the same query, for
+    # the active-jobs quota).
+    active: int = 0
 
 
 async def usage(
@@ -150,17 +165,18 @@ async def usage(
     # ended during a rolling update kept its input_bytes, but not its turn.
     held = func.coalesce(func.sum(Job.input_bytes).filter(Job.status.in_(_ACTIVE)), 0)
     fresh = expires > func.now()
+    active = Job.status.in_(_ACTIVE)
     query = select(
         held + func.coalesce(func.sum(Job.result_bytes).filter(fresh), 0),
-        func.coalesce(func.bool_or((Job.input_bytes > 0) & Job.status.in_(_ACTIVE)), False),
+        func.coalesce(func.bool_or((Job.input_bytes > 0) & active), False),
         extract("epoch", func.min(expires).filter(live, fresh) - func.now()),
-    ).where(Job.owner_id == owner_id, (Job.input_bytes > 0) | (Job.result_bytes > 0))
+        func.count().filter(active),
+    ).where(Job.owner_id == owner_id, (Job.input_bytes > 0) | (Job.result_bytes > 0) | active)
     if except_job is not None:
         query = query.where(Job.id != except_job)
-    stored, inputs_held, next_expiry = (await session.execute(query)).one()
-    return Usage(
-        int(stored), bool(inputs_held), None if next_expiry is None else float(next_expiry)
-    )
+    stored, inputs_held, next_expiry, count = (await session.execute(query)).one()
+    expiry = None if next_expiry is None else float(next_expiry)
+    return Usage(int(stored), bool(inputs_held), expiry, int(count))
 
 
 async def purge_expired_results(

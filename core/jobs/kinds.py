@@ -18,6 +18,10 @@ from core.jobs.context import JobContext, Output
 # Does the job's work in the session it is given (the run's transaction,
 # which also records the outcome) and returns what the job produced.
 Handler = Callable[[AsyncSession, JobContext], Awaitable[Output]]
+# Runs last in the run's transaction, once its outcome is recorded: a
+# check that holds a lock until the commit, a moment later. May raise
+# RunAgain.
+Settle = Callable[[AsyncSession, JobContext, Output], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,16 @@ class JobKind:
     them. ``debug_handler``, when given, replaces ``handler`` outside
     production (a ping names the process that ran it). ``makes_file``: its
     runs write a result file, so a job of this kind is refused while its
-    owner's stored files are at MAX_STORED_FILE_BYTES_PER_USER."""
+    owner's stored files are at MAX_STORED_FILE_BYTES_PER_USER. ``settle``,
+    when given, runs after the outcome is recorded, just before the commit
+    (see :data:`Settle`)."""
 
     name: str
     handler: Handler
     debug: bool = False
     debug_handler: Handler | None = None
     makes_file: bool = False
+    settle: Settle | None = None
 
 
 def table(*groups: Iterable[JobKind], environment: str) -> Mapping[str, JobKind]:

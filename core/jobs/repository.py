@@ -1,7 +1,7 @@
 """SQL for jobs. No commits here: the session's owner commits.
 
 A run of a job is identified by ``(id, attempts)``: every write a run makes
-after its claim matches on both (:func:`_this_run`), and whatever ends a run
+after its claim matches on both (:func:`core.jobs.ending.this_run`), and whatever ends a run
 other than its success empties the counts it reported (see README, Jobs:
 delivery).
 """
@@ -17,7 +17,9 @@ from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import fetch_page
-from core.jobs import files
+from core.jobs import ending, files
+from core.jobs.ending import INPUT_RELEASED as _INPUT_RELEASED
+from core.jobs.ending import this_run as _this_run
 from core.models import Job, JobFileRole, JobStatus
 
 ACTIVE = (JobStatus.queued, JobStatus.running)
@@ -120,16 +122,6 @@ async def claim(session: AsyncSession, job_id: UUID) -> Job | None:
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-# What ending a job sets: its upload no longer counts against the owner's
-# quota (its chunks are deleted in the same transaction), and a copy the
-# release before chunks stored in the row goes too.
-_INPUT_RELEASED: dict[str, Any] = {"input_bytes": 0, "input_file": None}
-
-
-def _this_run(job_id: UUID, attempt: int) -> tuple[ColumnElement[bool], ...]:
-    return (Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.running)
-
-
 async def record_heartbeat(
     session: AsyncSession,
     job_id: UUID,
@@ -167,25 +159,21 @@ async def finish(
 ) -> bool:
     """Record the outcome of a run (its result file, if any, is already in
     chunks: ``result_bytes`` is its size). The job has ended: its upload no
-    longer counts (the caller deletes it, :func:`core.jobs.files.delete_inputs`).
-    False (and nothing written) when the run no longer owns the job."""
-    values: dict[str, Any] = {
+    longer counts, and is deleted by the same statement. False (and nothing
+    written) when the run no longer owns the job."""
+    params = {
+        "job_id": job_id,
+        "attempt": attempt,
         "status": status,
         "result": result,
         "result_bytes": result_bytes,
         "result_media_type": result_media_type,
         "result_filename": result_filename,
         "error": error,
-        **_INPUT_RELEASED,
-        # The run's transaction may be long: record when it really ended.
-        "finished_at": func.clock_timestamp(),
-        "heartbeat_at": func.clock_timestamp(),
+        "progress": 100 if status is JobStatus.succeeded else None,
+        "counts": counts or {},
     }
-    if status is JobStatus.succeeded:
-        values["progress"] = 100
-    values["counts"] = counts or {}
-    statement = update(Job).where(*_this_run(job_id, attempt)).values(**values).returning(Job.id)
-    return (await session.execute(statement)).first() is not None
+    return (await session.execute(ending.finish_statement(), params)).first() is not None
 
 
 async def requeue(session: AsyncSession, job_id: UUID, attempt: int) -> bool:

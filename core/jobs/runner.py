@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
@@ -20,9 +21,16 @@ from core import logging as logging_context
 from core import tracing
 from core.db import connection_lost, sqlstate, statement_cancelled, transaction
 from core.jobs import files, metrics, repository, scheduling, storage
-from core.jobs.context import JobContext, JobError, JobLost, ResultFile, WrittenFile
+from core.jobs.context import (
+    JobContext,
+    JobError,
+    JobLost,
+    ResultFile,
+    RunAgain,
+    WrittenFile,
+)
 from core.jobs.kinds import JobKind
-from core.models import JobStatus
+from core.models import Job, JobStatus
 from core.settings import JobSettings
 
 log = logging.getLogger(__name__)
@@ -68,15 +76,51 @@ async def run(
     the README (Jobs): claim, heartbeat and fenced outcome, transient errors
     back to the queue.
     """
+    claimed = await claim(sessionmaker, job_id)
+    if claimed is None:
+        return "skipped"
+    return await run_claimed(sessionmaker, claimed, settings=settings, kinds=kinds)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job this process claimed (now ``running``, its attempt counted),
+    and the start of its upload, read in the claim's transaction."""
+
+    job: Job
+    input_start: files.InputStart | None
+
+
+async def claim(
+    sessionmaker: async_sessionmaker[AsyncSession], job_id: UUID | None
+) -> Claimed | None:
+    """Claim the fairest queued job (``job_id`` None) or job ``job_id``, in
+    one short transaction that also reads the start of its upload. None
+    when there is nothing to claim."""
     async with sessionmaker() as session, transaction(session):
         if job_id is None:
             job = await scheduling.claim_fairest(session)
         else:
             job = await repository.claim(session, job_id)
-    if job is None:
-        if job_id is not None:
-            log.info("job %s is not queued (missing, running elsewhere or done); skipping", job_id)
-        return "skipped"
+        if job is None:
+            if job_id is not None:
+                log.info(
+                    "job %s is not queued (missing, running elsewhere or done); skipping", job_id
+                )
+            return None
+        start = await files.input_start(session, job.id, job.attempts) if job.input_bytes else None
+    return Claimed(job, start)
+
+
+async def run_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    claimed: Claimed,
+    *,
+    settings: JobSettings,
+    kinds: Mapping[str, JobKind],
+) -> Outcome:
+    """Run a job :func:`claim` returned, to its outcome."""
+    job = claimed.job
     # Every line of the run names the job claimed and the request that
     # created it, whichever message woke this process.
     job_token = logging_context.job_id.set(str(job.id))
@@ -86,7 +130,8 @@ async def run(
         # With tracing on: a span in the trace of the request that created
         # the job (kept in its row), linked to the message's.
         with tracing.job_span(job.id, job.kind, job.attempts, job.trace_context) as traced:
-            outcome = await _run_claimed(JobContext(job, sessionmaker, settings), kinds)
+            ctx = JobContext(job, sessionmaker, settings, prefetched=claimed.input_start)
+            outcome = await _run_claimed(ctx, kinds)
             traced(outcome)
             if outcome in ("succeeded", "failed"):
                 metrics.FINISHED.labels(job.kind, outcome).inc()
@@ -102,7 +147,11 @@ async def _run_claimed(ctx: JobContext, kinds: Mapping[str, JobKind]) -> Outcome
     """Run a claimed job under its heartbeat; every way it can end."""
     heartbeat = asyncio.create_task(ctx.keep_alive(ctx.settings.job_heartbeat_seconds))
     try:
-        await _succeed(ctx, kinds)
+        try:
+            await _succeed(ctx, kinds)
+        except RunAgain:
+            ctx.again = True
+            await _succeed(ctx, kinds)
     except JobLost:
         log.info(
             "job %s attempt %d: cancelled or taken over; its work is rolled back",
@@ -144,7 +193,8 @@ async def _succeed(ctx: JobContext, kinds: Mapping[str, JobKind]) -> None:
         )
         if not recorded:
             raise JobLost
-        await files.delete_inputs(session, [ctx.id])
+        if kind.settle is not None:
+            await kind.settle(session, ctx, output)
 
 
 async def _check_result_quota(session: AsyncSession, ctx: JobContext, size: int) -> None:
@@ -203,8 +253,6 @@ async def _fail(ctx: JobContext, exc: Exception) -> Outcome:
         recorded = await repository.finish(
             session, ctx.id, ctx.attempt, status=JobStatus.failed, error=error
         )
-        if recorded:
-            await files.delete_inputs(session, [ctx.id])
     return "failed" if recorded else "lost"
 
 

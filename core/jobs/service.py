@@ -107,13 +107,17 @@ async def _check_quotas(
     """The active-jobs and stored-files quotas; under the owner's lock once
     the new job is inserted (``new_job``), without it before."""
     locked = new_job is not None
-    await scheduling.check_active_quota(
-        session, owner_id, max_active_jobs, except_job=new_job, lock=locked
-    )
-    if incoming is not None or kind.makes_file:
-        await storage.check_quota(
-            session, owner_id, limits, incoming=incoming, except_job=new_job, lock=locked
+    if incoming is None and not kind.makes_file:
+        await scheduling.check_active_quota(
+            session, owner_id, max_active_jobs, except_job=new_job, lock=locked
         )
+        return
+    if locked:
+        await repository.lock_owner(session, owner_id)
+    # Both quotas from one query (one round trip fewer while the lock is held).
+    used = await files.usage(session, owner_id, retention=limits.retention, except_job=new_job)
+    scheduling.refuse_past_active_quota(used.active, max_active_jobs)
+    storage.refuse_past_quota(used, limits, incoming)
 
 
 async def get(session: AsyncSession, owner_id: UUID, job_id: UUID) -> Job:

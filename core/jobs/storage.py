@@ -46,25 +46,13 @@ class FileLimits:
         return timedelta(hours=self.retention_hours)
 
 
-async def check_quota(
-    session: AsyncSession,
-    owner_id: UUID,
-    limits: FileLimits,
-    *,
-    incoming: int | None,
-    except_job: UUID | None = None,
-    lock: bool = True,
-) -> None:
+def refuse_past_quota(used: files.Usage, limits: FileLimits, incoming: int | None) -> None:
     """Refuse (:class:`QuotaExceeded`) an upload of ``incoming`` bytes that
-    would take the owner's stored job files past the limit, or, with
-    ``incoming`` None (an export, whose size is known only once written), a
-    job of an owner already at the limit. Takes the owner's lock until the
-    transaction ends, so that concurrent submits are checked one by one.
-    ``except_job``: the new job, when it is already inserted (with its file);
-    ``lock=False``: a cheap early check, not race-free."""
-    if lock:
-        await repository.lock_owner(session, owner_id)
-    used = await files.usage(session, owner_id, retention=limits.retention, except_job=except_job)
+    would take the owner's stored job files (``used``) past the limit, or,
+    with ``incoming`` None (an export, whose size is known only once
+    written), a job of an owner already at the limit. The caller counted
+    ``used`` under the owner's lock (:func:`core.jobs.repository.lock_owner`)
+    for the race-free check, without it for a cheap early one."""
     limit = limits.max_bytes_per_user
     if incoming is None:
         if used.stored < limit:

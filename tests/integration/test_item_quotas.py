@@ -119,10 +119,11 @@ async def test_concurrent_creates_one_short_of_the_quota_store_exactly_one(
 async def test_a_create_during_an_import_of_the_owner_is_a_prompt_429(
     settings: Settings, engine: AsyncEngine
 ) -> None:
-    """An import holds the owner's item lock while it is written: a create
-    waits at most LOCK_WAIT_SECONDS for it, then answers 429 (not a request
-    holding a pooled connection for the whole import); another user's create
-    is not held up, and the owner's works again once the import ends."""
+    """While an import holds the owner's item lock (as it commits, or for
+    the whole of a run written again past the quota), a create waits at most
+    LOCK_WAIT_SECONDS for it, then answers 429 (not a request holding a
+    pooled connection for the whole import); another user's create is not
+    held up, and the owner's works again once the import ends."""
     async with serve(with_quota(settings)) as client:
         headers, other = await new_user(client), await new_user(client)
         owner = await user_id(client, headers)

@@ -16,6 +16,8 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("ENVIRONMENT", "test")
     monkeypatch.setenv("DB_POOL_SIZE", "5")
     monkeypatch.setenv("DB_MAX_OVERFLOW", "5")
+    # One job per worker process: a child's pool of 2 + 1 overflow.
+    monkeypatch.setenv("WORKER_JOBS_PER_PROCESS", "1")
     return load_settings()
 
 
@@ -39,6 +41,7 @@ def test_the_fleet_counts_every_replica_each_service_may_scale_to(
     monkeypatch.setenv("DB_MAX_OVERFLOW", "2")
     monkeypatch.setenv("API_REPLICAS", "3")
     monkeypatch.setenv("WORKER_REPLICAS", "4")
+    monkeypatch.setenv("WORKER_JOBS_PER_PROCESS", "1")
     b = budget(load_settings(), api_processes=5, worker_processes=2)
     assert (b.api_replicas, b.worker_replicas) == (3, 4)
     assert b.api == 3 * 5 * (5 + 2)
@@ -72,6 +75,19 @@ def test_a_worker_child_pools_what_one_task_uses_whatever_the_api_pool(
         b = budget(settings.model_copy(update={"db": db}), api_processes=1, worker_processes=1)
         assert b.api_per_process == size + overflow
         assert b.worker_per_process == 2 + 1
+
+
+def test_a_worker_child_pools_a_connection_per_job_it_runs_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WORKER_JOBS_PER_PROCESS jobs on a child's loop: one pooled connection
+    each and one for its claims, and a heartbeat of each in overflow."""
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    monkeypatch.setenv("WORKER_JOBS_PER_PROCESS", "4")
+    b = budget(load_settings(), api_processes=1, worker_processes=2)
+    assert worker_pool(4) == (5, 4)
+    assert b.worker_per_process == 9
+    assert b.worker == 2 * 9
 
 
 def test_no_warning_up_to_80_percent(settings: Settings) -> None:
