@@ -51,7 +51,9 @@ class JobSettings(SettingsGroup):
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     # Jobs one worker process runs at once on its event loop (each holds a
     # database connection while it writes): its claims still go one at a time.
-    worker_jobs_per_process: int = Field(default=2, ge=1, le=64)
+    # One by default: with more, one user's backlog fills every place and
+    # another user's job waits longer for a free one (fairness, README Jobs).
+    worker_jobs_per_process: int = Field(default=1, ge=1, le=64)
     # Worker containers the fleet may scale to, for the connection budget.
     worker_replicas: int = Field(default=1, ge=1, le=1000)
     # Port of the worker's Prometheus endpoint (internal network only); 0: off.
