@@ -96,6 +96,18 @@ class Client:
         job_id: str = response.json()["id"]
         return job_id
 
+    def upload_all(self, payloads: list[bytes], threads: int) -> None:
+        """Upload every payload, from ``threads`` client threads at once
+        (each with its own connection)."""
+
+        def submit(chunk: list[bytes]) -> None:
+            with httpx.Client(base_url=API_URL, timeout=60) as http:
+                for content in chunk:
+                    self.upload(content, http)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(submit, [payloads[i::threads] for i in range(threads)]))
+
     def wait(self, job_id: str, interval: float) -> dict[str, Any]:
         while True:
             job: dict[str, Any] = self.http.get(
@@ -162,14 +174,7 @@ def jobs_per_s(client: Client, count: int, threads: int = 16) -> float:
     before = client.succeeded()
     payloads = [f"{HEADER}TPUT-{n:05d},Throughput {n},,1.00,1\n".encode() for n in range(count)]
     started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-
-        def submit(chunk: list[bytes]) -> None:
-            with httpx.Client(base_url=API_URL, timeout=60) as http:
-                for content in chunk:
-                    client.upload(content, http)
-
-        list(pool.map(submit, [payloads[i::threads] for i in range(threads)]))
+    client.upload_all(payloads, threads)
     while client.succeeded() - before < count:
         time.sleep(0.05)
     return count / (time.perf_counter() - started)
@@ -185,14 +190,7 @@ def drain_jobs_per_s(count: int, threads: int = 16) -> float:
     payloads = [f"{HEADER}DRAIN-{n:05d},Drain {n},,1.00,1\n".encode() for n in range(count)]
     compose("pause", "worker")
     try:
-        with ThreadPoolExecutor(threads) as pool:
-
-            def submit(chunk: list[bytes]) -> None:
-                with httpx.Client(base_url=API_URL, timeout=60) as http:
-                    for content in chunk:
-                        client.upload(content, http)
-
-            list(pool.map(submit, [payloads[i::threads] for i in range(threads)]))
+        client.upload_all(payloads, threads)
     finally:
         started = time.perf_counter()
         compose("unpause", "worker")
@@ -222,16 +220,10 @@ def fairness(backlog: int, samples: int = 5) -> dict[str, float]:
         return server_ms(b.wait(b.upload(content), interval=0.005))
 
     idle = statistics.median(b_ms() for _ in range(samples))
+    payloads = [f"{HEADER}BACK-{n:05d},Backlog,,1.00,1\n".encode() for n in range(backlog)]
     compose("pause", "worker")
     try:
-        with ThreadPoolExecutor(8) as pool:
-
-            def submit(chunk: range) -> None:
-                with httpx.Client(base_url=API_URL, timeout=60) as http:
-                    for n in chunk:
-                        a.upload(f"{HEADER}BACK-{n:05d},Backlog,,1.00,1\n".encode(), http)
-
-            list(pool.map(submit, [range(i, backlog, 8) for i in range(8)]))
+        a.upload_all(payloads, threads=8)
     finally:
         compose("unpause", "worker")
     while not a.succeeded():

@@ -9,6 +9,7 @@ and sessions made for the test join it through savepoints.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
@@ -114,6 +115,28 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
+
+
+async def python_output(code: str, **env: str) -> str:
+    """The last line ``code`` prints, run by this interpreter in a process
+    of its own with these environment variables added; fails the test
+    with its stderr when it fails."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", code],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def with_jobs(settings: Settings, **fields: object) -> Settings:
+    """``settings`` with these job settings changed (MAX_ITEMS_PER_USER,
+    ITEMS_TOTAL_CAP, ...), for an app made by :func:`serve`."""
+    return settings.model_copy(update={"jobs": settings.jobs.model_copy(update=fields)})
 
 
 @asynccontextmanager

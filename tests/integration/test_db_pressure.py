@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -33,7 +30,7 @@ from core.jobs.context import JobContext, Output
 from core.jobs.kinds import Handler, JobKind
 from core.models import Job, JobStatus, User
 from core.settings import JobSettings, Settings
-from tests.integration.conftest import register, token_headers
+from tests.integration.conftest import python_output, register, token_headers
 
 
 def with_db(settings: Settings, **changes: object) -> Settings:
@@ -184,17 +181,7 @@ async def test_the_worker_runs_jobs_under_the_job_statement_timeout() -> None:
         "print(run(show))\n"
         "stop()\n"
     )
-    env = os.environ | {"JOB_STATEMENT_TIMEOUT_SECONDS": "321"}
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "321s"
+    assert await python_output(code, JOB_STATEMENT_TIMEOUT_SECONDS="321") == "321s"
 
 
 async def sleep_through_sqlalchemy(session: AsyncSession, ctx: JobContext) -> Output:

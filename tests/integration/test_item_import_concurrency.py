@@ -20,17 +20,12 @@ from core.jobs import runner
 from core.jobs_index import job_kinds
 from core.models import User
 from core.settings import Settings
-from tests.integration.conftest import register, serve, token_headers, user_id
+from tests.integration.conftest import register, serve, token_headers, user_id, with_jobs
 
 QUOTA = 5
 HEADER = "sku,name,description,price,quantity\n"
 KINDS = job_kinds("production")
 Headers = dict[str, str]
-
-
-def with_quota(settings: Settings, quota: int = QUOTA) -> Settings:
-    jobs = settings.jobs.model_copy(update={"max_items_per_user": quota})
-    return settings.model_copy(update={"jobs": jobs})
 
 
 async def new_user(client: httpx.AsyncClient) -> tuple[Headers, UUID]:
@@ -61,7 +56,7 @@ async def test_concurrent_imports_of_one_owner_store_exactly_up_to_the_quota(
     """Eight imports of two new items each, run at once on their own
     connections (committing for real), with room for three: exactly three
     are created, and every other new row is reported skipped for the quota."""
-    limited = with_quota(settings)
+    limited = with_jobs(settings, max_items_per_user=QUOTA)
     maker = create_sessionmaker(engine)
     async with serve(limited) as client:
         headers, owner = await new_user(client)
@@ -157,7 +152,7 @@ async def test_a_large_batch_that_may_pass_the_quota_is_written_under_the_lock(
     whole and rolled back at its end), and stores new items up to the quota
     in file order."""
     quota = 600
-    limited = with_quota(settings, quota)
+    limited = with_jobs(settings, max_items_per_user=quota)
     maker = create_sessionmaker(engine)
     async with serve(limited) as client:
         headers, owner = await new_user(client)

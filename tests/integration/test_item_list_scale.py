@@ -20,7 +20,7 @@ from core.items import listing
 from core.items.repository import matching
 from core.models import Item, User
 from core.settings import JobSettings, Settings
-from tests.integration.conftest import register, serve, token_headers, user_id
+from tests.integration.conftest import register, serve, token_headers, user_id, with_jobs
 
 CAP = 100  # the smallest ITEMS_TOTAL_CAP allowed
 Headers = dict[str, str]
@@ -63,8 +63,7 @@ async def seed(session: AsyncSession, owner_id: uuid.UUID, count: int, prefix: s
 
 
 def with_cap(settings: Settings, cap: int = CAP) -> Settings:
-    jobs = settings.jobs.model_copy(update={"items_total_cap": cap})
-    return settings.model_copy(update={"jobs": jobs})
+    return with_jobs(settings, items_total_cap=cap)
 
 
 @pytest.fixture

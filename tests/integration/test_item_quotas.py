@@ -21,7 +21,7 @@ from core.jobs import runner
 from core.jobs_index import job_kinds
 from core.models import User
 from core.settings import JobSettings, Settings
-from tests.integration.conftest import register, serve, token_headers, user_id
+from tests.integration.conftest import register, serve, token_headers, user_id, with_jobs
 
 QUOTA = 5
 HEADER = "sku,name,description,price,quantity\n"
@@ -30,8 +30,7 @@ Headers = dict[str, str]
 
 
 def with_quota(settings: Settings, quota: int = QUOTA) -> Settings:
-    jobs = settings.jobs.model_copy(update={"max_items_per_user": quota})
-    return settings.model_copy(update={"jobs": jobs})
+    return with_jobs(settings, max_items_per_user=quota)
 
 
 @pytest.fixture

@@ -32,7 +32,14 @@ from core.jobs.kinds import JobKind
 from core.jobs_index import job_kinds
 from core.models import Job, JobFile, JobFileRole, JobStatus, User
 from core.settings import JobSettings, Settings
-from tests.integration.conftest import recreate_database, register, serve, token_headers, user_id
+from tests.integration.conftest import (
+    recreate_database,
+    register,
+    serve,
+    token_headers,
+    user_id,
+    with_jobs,
+)
 from tests.integration.test_migrations import alembic
 
 Handler = Callable[[AsyncSession, JobContext], Awaitable[Output]]
@@ -457,8 +464,7 @@ async def test_files_in_the_old_columns_are_still_read(
 
 
 def quota_settings(settings: Settings, max_bytes: int) -> Settings:
-    jobs = settings.jobs.model_copy(update={"max_stored_file_bytes_per_user": max_bytes})
-    return settings.model_copy(update={"jobs": jobs})
+    return with_jobs(settings, max_stored_file_bytes_per_user=max_bytes)
 
 
 async def import_file(client: httpx.AsyncClient, headers: dict[str, str], size: int) -> Any:

@@ -6,11 +6,9 @@ shutdown lets running jobs end. In a process of its own, as a Celery child."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
+
+from tests.integration.conftest import python_output
 
 SCENARIO = """
 import asyncio, json
@@ -41,17 +39,7 @@ print(json.dumps({"results": results, "events": events}))
 
 
 async def test_a_process_runs_its_jobs_at_once_up_to_its_places_and_drains_them() -> None:
-    env = os.environ | {"WORKER_JOBS_PER_PROCESS": "2"}
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", SCENARIO],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = json.loads(await python_output(SCENARIO, WORKER_JOBS_PER_PROCESS="2"))
     events: list[str] = out["events"]
     # The claim that found nothing returned None, and freed its place: job
     # 2 was claimed beside job 1 without waiting for it.
