@@ -10,7 +10,7 @@ asyncpg pool sized like the api's, and answers the same JSON body as
 ``ItemRead``:
 
 - GET: the same indexed SELECT (the statement SQLAlchemy emits for
-  ``core.items.repository.get_owned``, by id and owner), in autocommit;
+  ``core.items.lookup.owned_row``, by id and owner), in autocommit;
 - POST: the statements ``core.items.service.create`` sends, in one
   transaction: the owner's turn (``pg_try_advisory_xact_lock``, else
   ``pg_advisory_xact_lock`` under a one-second lock_timeout), the quota's

@@ -1,7 +1,8 @@
 """The owner's item by id, for the hottest route (``GET /api/v1/items/{id}``):
 one SQLAlchemy Core statement on a bare connection, without a Session, an
 identity map or an ORM object, none of which a read that only answers needs.
-The same SQL as :func:`core.items.repository.get_owned`."""
+The same SQL as :func:`core.items.repository.get_owned_for_update`, without
+the lock."""
 
 from __future__ import annotations
 

@@ -19,12 +19,14 @@ from core.models import Item
 
 # Built once: the hottest query, and building the expression costs more than
 # running it from SQLAlchemy's compiled cache.
-_GET_OWNED = select(Item).where(
-    Item.id == bindparam("item_id"), Item.owner_id == bindparam("owner_id")
-)
 # For a change: the row stays locked until the transaction ends, so a
 # concurrent delete either waits or has already removed it (404, not a 500).
-_GET_OWNED_FOR_UPDATE = _GET_OWNED.with_for_update()
+# (The read-only GET takes core.items.lookup's Core statement instead.)
+_GET_OWNED_FOR_UPDATE = (
+    select(Item)
+    .where(Item.id == bindparam("item_id"), Item.owner_id == bindparam("owner_id"))
+    .with_for_update()
+)
 
 
 async def insert_new(
@@ -41,13 +43,11 @@ async def insert_new(
     return await session.scalar(statement)
 
 
-async def get_owned(
-    session: AsyncSession, owner_id: UUID, item_id: UUID, *, for_update: bool = False
-) -> Item | None:
-    """The item if it exists and belongs to ``owner_id``; ``for_update``
-    locks its row for the rest of the transaction."""
-    statement = _GET_OWNED_FOR_UPDATE if for_update else _GET_OWNED
-    return await session.scalar(statement, {"item_id": item_id, "owner_id": owner_id})
+async def get_owned_for_update(session: AsyncSession, owner_id: UUID, item_id: UUID) -> Item | None:
+    """The item if it exists and belongs to ``owner_id``, its row locked for
+    the rest of the transaction."""
+    params = {"item_id": item_id, "owner_id": owner_id}
+    return await session.scalar(_GET_OWNED_FOR_UPDATE, params)
 
 
 async def sku_taken(

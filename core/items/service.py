@@ -37,11 +37,10 @@ def _duplicate(sku: str) -> Conflict:
     return Conflict(f"you already have an item with sku {sku!r}")
 
 
-async def get(
-    session: AsyncSession, owner_id: UUID, item_id: UUID, *, for_update: bool = False
-) -> Item:
-    """The owner's item. Another user's item is reported exactly like a missing one."""
-    item = await repository.get_owned(session, owner_id, item_id, for_update=for_update)
+async def get_for_update(session: AsyncSession, owner_id: UUID, item_id: UUID) -> Item:
+    """The owner's item, its row locked until the transaction ends. Another
+    user's item is reported exactly like a missing one."""
+    item = await repository.get_owned_for_update(session, owner_id, item_id)
     if item is None:
         raise NotFound("item not found")
     return item
@@ -102,7 +101,7 @@ async def update(
     session: AsyncSession, owner_id: UUID, item_id: UUID, changes: Mapping[str, Any]
 ) -> Item:
     """Apply a partial update to the owner's item."""
-    item = await get(session, owner_id, item_id, for_update=True)
+    item = await get_for_update(session, owner_id, item_id)
     sku = changes.get("sku")
     if sku is not None and await repository.sku_taken(session, owner_id, sku, except_id=item.id):
         raise _duplicate(sku)
@@ -114,7 +113,7 @@ async def update(
 
 async def delete(session: AsyncSession, owner_id: UUID, item_id: UUID) -> None:
     """Delete the owner's item."""
-    await session.delete(await get(session, owner_id, item_id, for_update=True))
+    await session.delete(await get_for_update(session, owner_id, item_id))
     await session.flush()
 
 
