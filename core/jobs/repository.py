@@ -80,8 +80,10 @@ async def create(
     request_id: str | None = None,
     trace_context: dict[str, str] | None = None,
 ) -> Job:
-    """Insert a queued job and flush it, so that its defaults are loaded;
-    ``input_file`` is stored with it, in chunks (:mod:`core.jobs.files`)."""
+    """Insert a queued job and flush it; the INSERT returns its server-side
+    defaults (``created_at``, ...), so the job is fully loaded without a
+    read back. ``input_file`` is stored with it, in chunks
+    (:mod:`core.jobs.files`)."""
     job = Job(
         owner_id=owner_id,
         kind=kind,
@@ -95,7 +97,6 @@ async def create(
     await session.flush()
     if input_file:
         await files.store(session, job.id, JobFileRole.input, input_file)
-    await session.refresh(job)
     return job
 
 

@@ -40,6 +40,10 @@ __all__ = [
     "result",
 ]
 
+# Above this many bytes, an upload's quotas are checked before it is written
+# as well as under the owner's lock after.
+PRECHECK_MIN_BYTES = 64 * 1024
+
 
 async def enqueue(
     session: AsyncSession,
@@ -66,9 +70,11 @@ async def enqueue(
         max_active_jobs = get_settings().jobs.max_active_jobs_per_user
     limits = file_limits or storage.FileLimits.of(get_settings().jobs)
     incoming = None if input_file is None else len(input_file)
-    if input_file is not None:
+    if incoming is not None and incoming > PRECHECK_MIN_BYTES:
         # Without the lock first: an owner over a quota is refused before
-        # megabytes of upload are written only to be rolled back.
+        # megabytes of upload are written only to be rolled back. A small
+        # file costs less to write and roll back than this extra query costs
+        # every submit.
         await _check_quotas(session, owner_id, kind, max_active_jobs, limits, incoming, None)
     rid = logging_context.request_id.get()
     job = await repository.create(

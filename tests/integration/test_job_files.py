@@ -697,15 +697,24 @@ async def test_the_quota_is_reached_exactly_not_passed(
     limits = storage.FileLimits(max_bytes_per_user=1000, retention_hours=1)
 
     async def submit(kind: JobKind, size: int | None) -> Job:
-        return await service.enqueue(
-            session,
-            producer,
-            owner_id=owner.id,
-            kind=kind,
-            payload={},
-            input_file=None if size is None else b"x" * size,
-            file_limits=limits,
-        )
+        # A refusal rolls back what the submit wrote, as a request's
+        # transaction does.
+        savepoint = await session.begin_nested()
+        try:
+            job = await service.enqueue(
+                session,
+                producer,
+                owner_id=owner.id,
+                kind=kind,
+                payload={},
+                input_file=None if size is None else b"x" * size,
+                file_limits=limits,
+            )
+        except QuotaExceeded:
+            await savepoint.rollback()
+            raise
+        await savepoint.commit()
+        return job
 
     with pytest.raises(QuotaExceeded) as too_large:
         await submit(IMPORT, 1001)
@@ -725,6 +734,50 @@ async def test_the_quota_is_reached_exactly_not_passed(
         await submit(EXPORT, None)
     with pytest.raises(QuotaExceeded):
         await submit(IMPORT, 1)
+
+
+async def test_a_large_upload_past_the_quota_is_refused_before_it_is_written(
+    session: AsyncSession, producer: Celery, owner: User
+) -> None:
+    """Past the stored-files quota, an upload above PRECHECK_MIN_BYTES is
+    refused before anything is written; one at or below it is written,
+    refused under the owner's lock (the caller's transaction rolls it back).
+    Both get the same refusal."""
+    limits = storage.FileLimits(max_bytes_per_user=1000, retention_hours=1)
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    connection = (await session.connection()).sync_connection
+    assert connection is not None
+    inserted: dict[int, list[str]] = {}
+    for size in (service.PRECHECK_MIN_BYTES + 1, service.PRECHECK_MIN_BYTES):
+        statements.clear()
+        savepoint = await session.begin_nested()
+        event.listen(connection, "before_cursor_execute", record)
+        try:
+            with pytest.raises(QuotaExceeded) as refused:
+                await service.enqueue(
+                    session,
+                    producer,
+                    owner_id=owner.id,
+                    kind=IMPORT,
+                    payload={},
+                    input_file=b"x" * size,
+                    file_limits=limits,
+                )
+        finally:
+            event.remove(connection, "before_cursor_execute", record)
+            await savepoint.rollback()
+        assert refused.value.status_code == 403
+        inserted[size] = [s.split("(")[0].strip() for s in statements if s.startswith("INSERT")]
+    assert inserted == {
+        service.PRECHECK_MIN_BYTES + 1: [],
+        service.PRECHECK_MIN_BYTES: ["INSERT INTO jobs", "INSERT INTO job_files"],
+    }
+    count = select(func.count()).select_from(Job).where(Job.owner_id == owner.id)
+    assert await session.scalar(count) == 0
 
 
 async def test_a_finished_result_is_checked_again_under_the_lock(
