@@ -13,9 +13,10 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, bindparam, delete, extract, func, select, text, update
+from sqlalchemy import Interval, Select, bindparam, delete, extract, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -159,7 +160,19 @@ async def usage(
     """What the owner's job files take: uploads of jobs not yet ended, and
     results not yet expired (an expired result no longer counts, purged or
     not). ``except_job`` leaves one job out (a run measuring the others)."""
-    expires = Job.finished_at + retention
+    parameters = {"owner_id": owner_id, "retention": retention, "except_job": except_job}
+    result = await session.execute(_usage_statement(except_job is not None), parameters)
+    stored, inputs_held, next_expiry, count = result.one()
+    expiry = None if next_expiry is None else float(next_expiry)
+    return Usage(int(stored), bool(inputs_held), expiry, int(count))
+
+
+@functools.cache
+def _usage_statement(except_job: bool) -> Select[int, Any, int, int]:
+    """The query of :func:`usage`, built once with parameters: every submit
+    runs it under the owner's lock, and building it took longer than
+    running it."""
+    expires = Job.finished_at + bindparam("retention", type_=Interval())
     live = Job.result_bytes > 0
     # An upload counts while its job is active: a job the previous release
     # ended during a rolling update kept its input_bytes, but not its turn.
@@ -171,12 +184,13 @@ async def usage(
         func.coalesce(func.bool_or((Job.input_bytes > 0) & active), False),
         extract("epoch", func.min(expires).filter(live, fresh) - func.now()),
         func.count().filter(active),
-    ).where(Job.owner_id == owner_id, (Job.input_bytes > 0) | (Job.result_bytes > 0) | active)
-    if except_job is not None:
-        query = query.where(Job.id != except_job)
-    stored, inputs_held, next_expiry, count = (await session.execute(query)).one()
-    expiry = None if next_expiry is None else float(next_expiry)
-    return Usage(int(stored), bool(inputs_held), expiry, int(count))
+    ).where(
+        Job.owner_id == bindparam("owner_id"),
+        (Job.input_bytes > 0) | (Job.result_bytes > 0) | active,
+    )
+    if except_job:
+        query = query.where(Job.id != bindparam("except_job"))
+    return query
 
 
 async def purge_expired_results(
