@@ -170,15 +170,19 @@ class Batch:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def batches(rows: Records, columns: dict[str, int], width: int, size: int) -> Iterator[Batch]:
+def batches(
+    rows: Records, columns: dict[str, int], width: int, size: int, first: int | None = None
+) -> Iterator[Batch]:
     """Validate the records after the header (``rows`` has read it), ``size``
-    at a time (fewer when they span more than BATCH_MAX_BYTES). A blank line
-    is no row; a repeated sku is refused, naming the line that first had it."""
+    at a time (fewer when they span more than BATCH_MAX_BYTES), the first
+    batch ``first`` rows when given. A blank line is no row; a repeated sku
+    is refused, naming the line that first had it."""
     sku_at, name_at = columns["sku"], columns["name"]
     price_at, quantity_at = columns["price"], columns["quantity"]
     description_at = columns.get("description")
     seen: dict[str, int] = {}
     batch, pending = Batch(0), _Pending()
+    limit = size if first is None else min(first, size)
     line = rows.line_num + 1  # where the next record starts
     start = rows.bytes_read  # where the batch starts
     while True:
@@ -211,10 +215,10 @@ def batches(rows: Records, columns: dict[str, int], width: int, size: int) -> It
             pending.rows.append(import_row(row))  # formulas' neutralisation undone
             if len(pending.rows) == _CHUNK:
                 pending.validate_into(batch)
-        if batch.rows == size or rows.bytes_read - start >= BATCH_MAX_BYTES:
+        if batch.rows == limit or rows.bytes_read - start >= BATCH_MAX_BYTES:
             batch.bytes_read = start = rows.bytes_read
             yield _finish(batch, pending, seen)
-            batch = Batch(row_line)
+            batch, limit = Batch(row_line), size
     batch.bytes_read, batch.final = rows.bytes_read, True
     yield _finish(batch, pending, seen)
 

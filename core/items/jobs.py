@@ -121,8 +121,14 @@ class _NoFile(csvfile.UploadProblem):
     """The job has no file to read."""
 
 
+# The first batch is small: the database has nothing to write until it is
+# parsed, and later batches are parsed while the one before is written.
+FIRST_BATCH_ROWS = 2_000
+
+
 def _parse(chunks: Iterator[bytes], *, size: int) -> Iterator[csvfile.Batch]:
-    """The file's header checked, then its rows in batches of ``size``."""
+    """The file's header checked, then its rows in batches of ``size``, the
+    first of FIRST_BATCH_ROWS at most."""
     rows = csvfile.records(chunks)
     try:
         header = csvfile.read_header(rows)
@@ -131,7 +137,7 @@ def _parse(chunks: Iterator[bytes], *, size: int) -> Iterator[csvfile.Batch]:
             raise _NoFile("the job has no uploaded file") from None
         raise
     columns = csvfile.parse_header(header)
-    yield from csvfile.batches(rows, columns, len(header), size)
+    yield from csvfile.batches(rows, columns, len(header), size, first=FIRST_BATCH_ROWS)
 
 
 async def export_items(session: AsyncSession, ctx: JobContext) -> Output:

@@ -91,6 +91,22 @@ def test_rows_are_validated_in_batches_in_line_order() -> None:
     ]
 
 
+def test_the_first_batch_may_be_smaller() -> None:
+    """``first`` sizes the first batch only; a ``first`` above ``size`` is
+    ``size``. Every row is in exactly one batch, in order."""
+    content = "sku,name,price,quantity\n" + "".join(f"s{n},Name,1,{n}\n" for n in range(10))
+
+    def sizes(size: int, first: int) -> list[int]:
+        rows = csvfile.reader(content)
+        header = csvfile.read_header(rows)
+        found = list(csvfile.batches(rows, csvfile.parse_header(header), len(header), size, first))
+        assert [r[0] for b in found for r in b.records] == [f"s{n}" for n in range(10)]
+        return [batch.rows for batch in found]
+
+    assert sizes(4, 1) == [1, 4, 4, 1]
+    assert sizes(4, 9) == [4, 4, 2]
+
+
 def test_a_repeated_sku_is_refused_across_batches() -> None:
     batches = read("sku,name,price,quantity\na,A,1,1\nb,B,1,1\na,Again,1,1\n", size=2)
     assert batches[1].rejected == [(4, "sku", "repeats the sku of line 2")]
