@@ -15,7 +15,7 @@ from api.errors import (
     ErrorResponse,
     responses,
 )
-from api.schemas.common import Limit, Offset
+from api.schemas.common import Limit, Offset, json_response
 from api.schemas.items import (
     ItemCreate,
     ItemPage,
@@ -23,7 +23,6 @@ from api.schemas.items import (
     ItemSort,
     ItemUpdate,
     SearchText,
-    json_response,
 )
 from api.schemas.jobs import JobRead, accepted
 from api.uploads import receive_file

@@ -12,13 +12,13 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.deps import Caller, ProducerDep, ReadSession, SettingsDep, WriteSession
+from api.deps import Caller, ProducerDep, ReadSession, SettingsDep, WriteSession, read_bind
 from api.errors import AUTH_ERRORS, BODY_ERRORS, OWNED_RESOURCE_RESPONSES, responses
-from api.schemas.common import Limit, Offset
+from api.schemas.common import Limit, Offset, json_response
 from api.schemas.jobs import GET_JOB_ROUTE, JobPage, JobRead, PingCreate, accepted
 from api.upload_gate import UploadSlots
 from core.errors import ServiceUnavailable
-from core.jobs import builtin, service
+from core.jobs import builtin, lookup, service
 from core.jobs_index import JobKindName
 from core.models import JobStatus
 
@@ -67,9 +67,12 @@ async def list_jobs(
 @router.get(
     "/{job_id}", name=GET_JOB_ROUTE, response_model=JobRead, responses=OWNED_RESOURCE_RESPONSES
 )
-async def get_job(job_id: UUID, caller: Caller, session: ReadSession) -> JobRead:
+async def get_job(job_id: UUID, caller: Caller, request: Request) -> Response:
     """One of your jobs: status, progress, counts and error."""
-    return JobRead.model_validate(await service.get(session, caller.id, job_id))
+    # What clients poll while they wait: read in Core, validated once and
+    # serialised once (the body FastAPI would write for this response_model).
+    row = await lookup.owned_row(read_bind(request), caller.id, job_id)
+    return json_response(JobRead.model_validate(row, from_attributes=True))
 
 
 @router.get(

@@ -1,4 +1,5 @@
-"""What every list route shares: page size and position, and the page envelope."""
+"""What the routes share: page size and position, the page envelope, and a
+model written as the response once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Generic, Self, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
+from starlette.responses import Response
 
 # Page size and position of list endpoints. The offset is bounded so that it
 # always fits Postgres' bigint.
@@ -35,3 +37,11 @@ class Page(BaseModel, Generic[T]):
             {"items": list(rows), "total": total, "limit": limit, "offset": offset},
             from_attributes=True,
         )
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """``model`` as the JSON response FastAPI writes for a route returning it
+    (same bytes, same headers), serialised once: returned as a Response,
+    FastAPI neither validates it again nor serialises it a second time."""
+    body = model.__pydantic_serializer__.to_json(model)
+    return Response(body, status_code=status_code, media_type="application/json")

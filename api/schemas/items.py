@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Query, Response
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from api.schemas.common import Page
@@ -72,14 +72,6 @@ class ItemRead(BaseModel):
     quantity: int
     created_at: datetime
     updated_at: datetime
-
-
-def json_response(model: BaseModel, status_code: int = 200) -> Response:
-    """``model`` as the JSON response FastAPI writes for a route returning it
-    (same bytes, same headers), serialised once: returned as a Response,
-    FastAPI neither validates it again nor serialises it a second time."""
-    body = model.__pydantic_serializer__.to_json(model)
-    return Response(body, status_code=status_code, media_type="application/json")
 
 
 class ItemPage(Page[ItemRead]):

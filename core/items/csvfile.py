@@ -29,10 +29,8 @@ from core.items.textstream import UploadProblem as UploadProblem
 
 REQUIRED_COLUMNS = frozenset({"sku", "name", "price", "quantity"})
 KNOWN_COLUMNS = frozenset(CSV_COLUMNS)
-# A refused header names this many of its unknown columns (the first ones),
-# each cut to _NAME_SHOWN characters.
-MAX_NAMED_COLUMNS = 10
-_NAME_SHOWN = 40
+# A refused header names its first 10 unknown columns, each cut to 40 characters.
+MAX_NAMED_COLUMNS, _NAME_SHOWN = 10, 40
 # Content types browsers and tools send for a .csv file.
 CSV_MEDIA_TYPES = frozenset(
     {
@@ -50,13 +48,11 @@ EXPORT_MEDIA_TYPE = "text/csv; charset=utf-8"
 # a batch's rows are held until written.
 BATCH_MAX_BYTES = 1024 * 1024
 
-# The csv module's field limit is global to the process; set here, once,
-# and to the module's default: no field is longer than its record, which
-# :class:`Lines` bounds (a longer one is a refused row), so this is a second
-# guard, never reached. Safe for every other reader in the api and worker
-# processes: the only other one is the upload header check
-# (core/items/uploads.py), whose header is at most IMPORT_MAX_HEADER_BYTES
-# (64 KiB).
+# The csv module's field limit is global to the process; set here, once, to
+# the module's default: :class:`Lines` bounds a record (a longer one is a
+# refused row), so this second guard is never reached. Safe for the only other
+# reader in the api and worker processes, the upload header check
+# (core/items/uploads.py), whose header is at most IMPORT_MAX_HEADER_BYTES.
 csv.field_size_limit(MAX_RECORD_CHARS)
 
 # A refused row: its line, the column at fault (None: the whole record), why.
@@ -171,18 +167,17 @@ class Batch:
 
 
 def batches(
-    rows: Records, columns: dict[str, int], width: int, size: int, first: int | None = None
+    rows: Records, columns: dict[str, int], width: int, size: int, first: int = 0
 ) -> Iterator[Batch]:
     """Validate the records after the header (``rows`` has read it), ``size``
-    at a time (fewer when they span more than BATCH_MAX_BYTES), the first
-    batch ``first`` rows when given. A blank line is no row; a repeated sku
-    is refused, naming the line that first had it."""
+    at a time, the first batch ``first`` when given (fewer when they span more
+    than BATCH_MAX_BYTES). A blank line is no row; a repeated sku is refused,
+    naming the line that first had it."""
     sku_at, name_at = columns["sku"], columns["name"]
     price_at, quantity_at = columns["price"], columns["quantity"]
     description_at = columns.get("description")
     seen: dict[str, int] = {}
-    batch, pending = Batch(0), _Pending()
-    limit = size if first is None else min(first, size)
+    batch, pending, limit = Batch(0), _Pending(), min(first or size, size)
     line = rows.line_num + 1  # where the next record starts
     start = rows.bytes_read  # where the batch starts
     while True:

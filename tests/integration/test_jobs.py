@@ -23,8 +23,8 @@ from core.jobs.context import JobContext, Output, ResultFile
 from core.jobs.kinds import JobKind
 from core.jobs_index import job_kinds
 from core.models import Item, Job, JobStatus, User
-from core.settings import JobSettings
-from tests.integration.conftest import register, token_headers
+from core.settings import JobSettings, Settings
+from tests.integration.conftest import register, serve, token_headers
 
 # What a production worker runs.
 KINDS = job_kinds("production")
@@ -86,6 +86,31 @@ async def test_ping_result_after_the_run(
     assert job["progress"] == 100
     assert job["attempts"] == 1
     assert job["finished_at"] is not None
+
+
+async def test_the_job_read_answers_what_the_submit_answered(settings: Settings) -> None:
+    """GET /jobs/{id} reads in Core on the app's own engine and serialises
+    once: the same bytes and headers FastAPI wrote for the 202 (no worker
+    runs here, so the job is still queued); another user's job and an
+    unknown one are the same 404."""
+    async with serve(settings) as client:
+        owner = await token_headers(client, (await register(client))["email"])
+        other = await token_headers(client, (await register(client))["email"])
+        submitted = await client.post("/api/v1/jobs/ping", json={"message": "x"}, headers=owner)
+        assert submitted.status_code == 202, submitted.text
+        url = submitted.headers["location"]
+        read = await client.get(url, headers=owner)
+        missing = [
+            await client.get(url, headers=other),
+            await client.get(f"/api/v1/jobs/{uuid4()}", headers=owner),
+        ]
+    assert read.status_code == 200
+    assert read.content == submitted.content
+    for name in ("content-type", "content-length"):
+        assert read.headers[name] == submitted.headers[name]
+    for response in missing:
+        assert response.status_code == 404
+        assert response.json() == {"error": {"code": "not_found", "message": "job not found"}}
 
 
 async def test_unknown_job_is_404_in_the_error_shape(
