@@ -121,6 +121,38 @@ async def test_an_upload_is_stored_in_chunks_and_read_back_exactly(
     assert await ctx.input_file() == (data or None)
 
 
+async def test_chunks_are_compressed_with_lz4(sessionmaker: Maker, owner: User) -> None:
+    """The test server has lz4 (as the official image has), so the migration
+    set the column to it: a CSV chunk is stored lz4-compressed (pglz cost
+    several times the database's CPU), and reads back exactly."""
+    content = b"".join(b"SKU-%07d,Name %d,red oak,%d.50,%d\n" % (n, n, n, n) for n in range(40_000))
+    assert len(content) > CHUNK_BYTES
+    job = await create(sessionmaker, owner.id, content)
+    async with sessionmaker() as session:
+        methods = (
+            await session.scalars(
+                select(func.pg_column_compression(JobFile.data))
+                .where(JobFile.job_id == job.id)
+                .order_by(JobFile.seq)
+            )
+        ).all()
+        column = await session.scalar(
+            text(
+                "SELECT attcompression::text FROM pg_attribute"
+                " WHERE attrelid = 'job_files'::regclass AND attname = 'data'"
+            )
+        )
+        stored = b"".join(
+            (
+                await session.scalars(
+                    select(JobFile.data).where(JobFile.job_id == job.id).order_by(JobFile.seq)
+                )
+            ).all()
+        )
+    assert (column, methods) == ("l", ["lz4", "lz4"])
+    assert stored == content
+
+
 @pytest.mark.parametrize(
     "writes",
     [
