@@ -8,13 +8,16 @@ delivery).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
-from uuid import UUID
+from typing import Any, cast
+from uuid import UUID, uuid4
 
-from sqlalchemy import ColumnElement, func, select, text, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.sql.dml import ReturningInsert
 
 from core.db import fetch_page
 from core.jobs import ending, files
@@ -70,6 +73,18 @@ async def page(
     )
 
 
+@functools.cache
+def _insert_statement(names: tuple[str, ...]) -> ReturningInsert[Any]:
+    """The INSERT of :func:`create` (of the columns ``names``; the others take
+    their defaults), built once with parameters, on the table: the ORM's
+    flush (its unit of work, an INSERT of every column) took about a seventh
+    of the api's CPU per submitted job."""
+    columns = Job.__table__.c
+    values = {name: bindparam(name, type_=columns[name].type) for name in names}
+    loaded = [c for c in columns if c.key not in ("input_file", "result_file")]  # not deferred
+    return insert(cast(Table, Job.__table__)).values(values).returning(*loaded)
+
+
 async def create(
     session: AsyncSession,
     *,
@@ -80,21 +95,23 @@ async def create(
     request_id: str | None = None,
     trace_context: dict[str, str] | None = None,
 ) -> Job:
-    """Insert a queued job and flush it; the INSERT returns its server-side
-    defaults (``created_at``, ...), so the job is fully loaded without a
-    read back. ``input_file`` is stored with it, in chunks
-    (:mod:`core.jobs.files`)."""
-    job = Job(
-        owner_id=owner_id,
-        kind=kind,
-        payload=payload,
-        input_bytes=len(input_file) if input_file else 0,
-        request_id=request_id,
-        trace_context=trace_context,
-        status=JobStatus.queued,
-    )
+    """Insert a queued job; ``input_file`` is stored with it, in chunks
+    (:mod:`core.jobs.files`). Returns the job as stored (its defaults too),
+    in the session as if it had been read."""
+    parameters = {
+        "id": uuid4(),
+        "owner_id": owner_id,
+        "kind": kind,
+        "status": JobStatus.queued,
+        "payload": payload,
+        "input_bytes": len(input_file) if input_file else 0,
+        "request_id": request_id,
+        "trace_context": trace_context,
+    }
+    row = (await session.execute(_insert_statement(tuple(parameters)), parameters)).one()
+    job = Job(**row._asdict())
+    make_transient_to_detached(job)
     session.add(job)
-    await session.flush()
     if input_file:
         await files.store(session, job.id, JobFileRole.input, input_file)
     return job
