@@ -8,14 +8,17 @@ import json
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
 from celery import Celery
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.schemas.jobs import GET_JOB_ROUTE, accepted
 from core.db import create_sessionmaker, transaction
 from core.errors import Conflict, NotFound
 from core.jobs import builtin, relay, repository, runner, service
@@ -86,6 +89,36 @@ async def test_ping_result_after_the_run(
     assert job["progress"] == 100
     assert job["attempts"] == 1
     assert job["finished_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "root_path"),
+    [("http", "test", ""), ("https", "api.example.com", ""), ("https", "example.com", "/svc")],
+)
+def test_the_location_of_a_202_is_what_url_for_gives(
+    app: FastAPI, scheme: str, host: str, root_path: str
+) -> None:
+    """The job URL of a 202's Location, looked up once per router, is the one
+    ``request.url_for`` builds, whatever the host, scheme and root path."""
+    scope = {
+        "type": "http",
+        "scheme": scheme,
+        "server": (host, 443 if scheme == "https" else 80),
+        "headers": [(b"host", host.encode())],
+        "root_path": root_path,
+        "path": f"{root_path}/api/v1/jobs/ping",
+        "query_string": b"",
+        "app": app,
+        "router": app.router,
+    }
+    job = Job(id=uuid4(), kind="ping", status=JobStatus.queued, progress=0, attempts=0)
+    job.counts, job.created_at = {}, datetime.now(UTC)
+    for _ in range(2):  # the first looks the path up, the second uses it
+        request, response = Request(scope), Response()
+        accepted(job, request, response)
+        expected = str(request.url_for(GET_JOB_ROUTE, job_id=job.id))
+        assert response.headers["location"] == expected
+        assert expected.endswith(f"{root_path}/api/v1/jobs/{job.id}")
 
 
 async def test_the_job_read_answers_what_the_submit_answered(settings: Settings) -> None:
