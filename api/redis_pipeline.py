@@ -1,4 +1,6 @@
-"""One Lua script, called by many requests at once over one Redis connection.
+"""Redis commands of many requests at once over one connection: the rate
+limiter's Lua script (:class:`PipelinedScript`) and the job sender's LPUSH
+(:meth:`PipelinedConnection.lpush`).
 
 The rate limiter asks Redis once per request. Through redis-py each call
 takes a pooled connection, packs the command through its generic machinery,
@@ -75,36 +77,37 @@ def parse(buffer: bytes, start: int) -> tuple[object, int]:
     raise RedisConnectionError(f"unexpected reply from Redis: {buffer[start:end]!r}")
 
 
-class PipelinedScript:
-    """``await script(keys, args)`` runs ``source`` (EVALSHA, loaded with
-    EVAL when Redis does not know it) and returns its reply. Calls made
-    while others wait share the connection: their commands are written
-    together, their replies read in order. A broken connection fails every
-    call waiting on it; the next call opens a new one."""
+class PipelinedConnection:
+    """One connection that commands of concurrent callers share: those made
+    while others wait are written together, their replies read in order. A
+    broken connection fails every call waiting on it; the next call opens a
+    new one."""
 
-    def __init__(self, url: str, source: str, *, timeout: float) -> None:
-        # No retry: the caller decides what a failure means (the limiter
-        # lets the request through and leaves Redis alone for a while).
+    def __init__(self, url: str, *, timeout: float) -> None:
+        # No retry here: each caller decides what a failure means.
         self.pool = ConnectionPool.from_url(
             url,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             retry=Retry(NoBackoff(), retries=0),
         )
-        self.source = source.encode()
-        self.sha = hashlib.sha1(self.source, usedforsecurity=False).hexdigest().encode()
         self._connection: AbstractConnection | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._waiting: deque[asyncio.Future[object]] = deque()
         self._outbox: list[bytes] = []
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[int]) -> Reply:
-        """The script's reply for these keys and arguments."""
-        parts = [str(part).encode() for part in (*keys, *args)]
-        reply = await self._send(encode(b"EVALSHA", self.sha, b"%d" % len(keys), *parts))
-        if isinstance(reply, NoScriptError):  # a restarted or flushed Redis
-            reply = await self._send(encode(b"EVAL", self.source, b"%d" % len(keys), *parts))
+    async def lpush(self, name: str, *values: bytes) -> Reply:
+        """LPUSH ``values`` onto list ``name``, for messages a duplicate of
+        which is harmless (a job message only wakes a worker): a broken
+        connection (Redis restarted) is replaced and the push sent once
+        more. The caller bounds the wait, and calls :meth:`abort` when it
+        gives up."""
+        command = encode(b"LPUSH", name.encode(), *values)
+        try:
+            reply = await self._send(command)
+        except RedisConnectionError:
+            reply = await self._send(command)
         if isinstance(reply, ResponseError):
             raise reply
         return reply  # type: ignore[return-value]
@@ -203,3 +206,25 @@ class PipelinedScript:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
         await self.pool.disconnect()
+
+
+class PipelinedScript(PipelinedConnection):
+    """``await script(keys, args)`` runs ``source`` (EVALSHA, loaded with
+    EVAL when Redis does not know it) and returns its reply; no retry: the
+    limiter lets a request through when Redis fails and leaves it alone for
+    a while."""
+
+    def __init__(self, url: str, source: str, *, timeout: float) -> None:
+        super().__init__(url, timeout=timeout)
+        self.source = source.encode()
+        self.sha = hashlib.sha1(self.source, usedforsecurity=False).hexdigest().encode()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[int]) -> Reply:
+        """The script's reply for these keys and arguments."""
+        parts = [str(part).encode() for part in (*keys, *args)]
+        reply = await self._send(encode(b"EVALSHA", self.sha, b"%d" % len(keys), *parts))
+        if isinstance(reply, NoScriptError):  # a restarted or flushed Redis
+            reply = await self._send(encode(b"EVAL", self.source, b"%d" % len(keys), *parts))
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply  # type: ignore[return-value]

@@ -5,7 +5,7 @@ is the source of truth (see ``core.jobs``).
 
 The API sends with :class:`JobSender`, not with a Celery app: a message is one
 ``LPUSH`` of a Celery (protocol 2) message onto the queue's Redis list,
-through the API's own Redis client. Celery and kombu stay out of the API's
+through a Redis connection of the API process's own. Celery and kombu stay out of the API's
 processes (about 13 MB of each api worker's memory, and a thread hop per
 send); ``tests/integration/test_job_sender.py`` holds the message to the one
 Celery itself builds. The worker sends with its Celery app.
@@ -20,11 +20,11 @@ import logging
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from uuid import UUID
 
 import anyio
-from redis.asyncio import Redis
 
 from core import tracing
 from core.settings import Settings
@@ -140,6 +140,14 @@ SEND_TIMEOUT_SECONDS = 3.0
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
+class ListPusher(Protocol):
+    """What the sender pushes with: a redis-py client, or the api's
+    pipelined connection (``api.redis_pipeline.PipelinedConnection``)."""
+
+    def lpush(self, name: str, *values: bytes) -> Awaitable[Any]:
+        """Push ``values`` onto the list ``name``."""
+
+
 class JobSender:
     """Sends ``jobs.run`` messages straight onto the queue's Redis list, as
     kombu's Redis transport would: the same JSON envelope (headers of Celery's
@@ -147,7 +155,7 @@ class JobSender:
     to the list named after the queue (priority 0), where the worker's
     ``BRPOP`` takes it."""
 
-    def __init__(self, redis: Redis, queue: str = JOB_QUEUE) -> None:
+    def __init__(self, redis: ListPusher, queue: str = JOB_QUEUE) -> None:
         self.redis = redis
         self.queue = queue
         # As Celery: the sending process, and a reply address per process
@@ -200,8 +208,15 @@ class JobSender:
 
     async def send(self, job_id: UUID, headers: dict[str, Any]) -> None:
         """Push the message; raises when Redis does not take it in time."""
-        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-            await self.redis.lpush(self.queue, self.message(job_id, headers))
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                await self.redis.lpush(self.queue, self.message(job_id, headers))
+        except TimeoutError:
+            # A pusher with a connection of its own drops it: Redis, or the
+            # way to it, may hang, and the next send should not wait on it.
+            if abort := getattr(self.redis, "abort", None):
+                abort()
+            raise
 
 
 # What enqueueing code sends with: the API's JobSender, the worker's Celery app.
