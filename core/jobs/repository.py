@@ -8,24 +8,28 @@ delivery).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, cast
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import UUID
 
-from sqlalchemy import ColumnElement, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.sql.dml import ReturningInsert
 
 from core.db import fetch_page
-from core.jobs import ending, files
+from core.jobs import ending
 from core.jobs.ending import INPUT_RELEASED as _INPUT_RELEASED
 from core.jobs.ending import this_run as _this_run
-from core.models import Job, JobFileRole, JobStatus
+from core.jobs.insertion import create as create
+from core.models import Job, JobStatus
 
 ACTIVE = (JobStatus.queued, JobStatus.running)
+
+# A claim runs in a session of its own, which holds no job yet: the claimed
+# row is loaded from the UPDATE's RETURNING, and there is nothing in the
+# session for the ORM to bring in line first (with its default it compiled
+# the statement's WHERE into a Python evaluator on every claim).
+CLAIM_OPTIONS: dict[str, Any] = {"populate_existing": True, "synchronize_session": False}
 
 
 # First key of the two-int advisory locks taken per job owner (the second is
@@ -73,50 +77,6 @@ async def page(
     )
 
 
-@functools.cache
-def _insert_statement(names: tuple[str, ...]) -> ReturningInsert[Any]:
-    """The INSERT of :func:`create` (of the columns ``names``; the others take
-    their defaults), built once with parameters, on the table: the ORM's
-    flush (its unit of work, an INSERT of every column) took about a seventh
-    of the api's CPU per submitted job."""
-    columns = Job.__table__.c
-    values = {name: bindparam(name, type_=columns[name].type) for name in names}
-    loaded = [c for c in columns if c.key not in ("input_file", "result_file")]  # not deferred
-    return insert(cast(Table, Job.__table__)).values(values).returning(*loaded)
-
-
-async def create(
-    session: AsyncSession,
-    *,
-    owner_id: UUID,
-    kind: str,
-    payload: dict[str, Any],
-    input_file: bytes | None = None,
-    request_id: str | None = None,
-    trace_context: dict[str, str] | None = None,
-) -> Job:
-    """Insert a queued job; ``input_file`` is stored with it, in chunks
-    (:mod:`core.jobs.files`). Returns the job as stored (its defaults too),
-    in the session as if it had been read."""
-    parameters = {
-        "id": uuid4(),
-        "owner_id": owner_id,
-        "kind": kind,
-        "status": JobStatus.queued,
-        "payload": payload,
-        "input_bytes": len(input_file) if input_file else 0,
-        "request_id": request_id,
-        "trace_context": trace_context,
-    }
-    row = (await session.execute(_insert_statement(tuple(parameters)), parameters)).one()
-    job = Job(**row._asdict())
-    make_transient_to_detached(job)
-    session.add(job)
-    if input_file:
-        await files.store(session, job.id, JobFileRole.input, input_file)
-    return job
-
-
 async def claim(session: AsyncSession, job_id: UUID) -> Job | None:
     """Atomically move a queued job to running and count the attempt.
 
@@ -135,7 +95,7 @@ async def claim(session: AsyncSession, job_id: UUID) -> Job | None:
             heartbeat_at=func.now(),
         )
         .returning(Job)
-        .execution_options(populate_existing=True)
+        .execution_options(**CLAIM_OPTIONS)
     )
     return (await session.execute(statement)).scalar_one_or_none()
 
@@ -159,6 +119,8 @@ async def record_heartbeat(
     if counts is not None:
         values["counts"] = counts
     statement = update(Job).where(*_this_run(job_id, attempt)).values(**values).returning(Job.id)
+    # Its own session, holding no job: nothing for the ORM to bring in line.
+    statement = statement.execution_options(synchronize_session=False)
     return (await session.execute(statement)).first() is not None
 
 

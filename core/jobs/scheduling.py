@@ -108,7 +108,7 @@ def _claim_fairest() -> Update:
             heartbeat_at=func.clock_timestamp(),
         )
         .returning(Job)
-        .execution_options(populate_existing=True)
+        .execution_options(**repository.CLAIM_OPTIONS)
     )
 
 
