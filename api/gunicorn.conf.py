@@ -7,7 +7,8 @@ effective CPU count honours the container's CPU quota (see core.cpu).
 import logging
 from typing import Any
 
-# First: redis-py without the OpenTelemetry metrics SDK (see its docstring).
+# First: what the api's processes leave out of redis-py, uvicorn and FastAPI
+# (see its docstring).
 import core.lean_imports  # noqa: F401
 from core import tracing
 from core.budget import log_budget
