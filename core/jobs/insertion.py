@@ -21,7 +21,7 @@ def _insert_statement(names: tuple[str, ...]) -> ReturningInsert[Any]:
     """The INSERT of :func:`create` (of the columns ``names``; the others take
     their defaults), built once with parameters, on the table: the ORM's
     flush (its unit of work, an INSERT of every column) took about a seventh
-    of the api's CPU per submitted job."""
+    of the api's Python time per submitted job."""
     columns = Job.__table__.c
     values = {name: bindparam(name, type_=columns[name].type) for name in names}
     loaded = [c for c in columns if c.key not in ("input_file", "result_file")]  # not deferred
