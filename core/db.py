@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, event, func, select
+from sqlalchemy import ColumnElement, Connection, Executable, Row, event, func, select
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -22,6 +22,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -266,3 +267,15 @@ async def fetch_page(
         select(model).where(*where).order_by(*order_by).limit(limit).offset(offset)
     )
     return rows.all(), total
+
+
+async def first_row(
+    bind: AsyncEngine | AsyncConnection, statement: Executable, params: dict[str, Any]
+) -> Row[Any] | None:
+    """The first row of ``statement`` in Core, without a Session: on ``bind``,
+    an engine (a pooled connection is taken for the statement) or a
+    connection already open."""
+    if isinstance(bind, AsyncConnection):
+        return (await bind.execute(statement, params)).first()
+    async with bind.connect() as connection:
+        return (await connection.execute(statement, params)).first()

@@ -12,6 +12,7 @@ from uuid import UUID
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from core.db import first_row
 from core.errors import NotFound
 from core.models import Item
 
@@ -27,11 +28,7 @@ async def owned_row(bind: AsyncEngine | AsyncConnection, owner_id: UUID, item_id
     engine (a pooled connection is taken for the statement) or a connection
     already open."""
     params = {"item_id": item_id, "owner_id": owner_id}
-    if isinstance(bind, AsyncConnection):
-        row = (await bind.execute(_OWNED, params)).first()
-    else:
-        async with bind.connect() as connection:
-            row = (await connection.execute(_OWNED, params)).first()
+    row = await first_row(bind, _OWNED, params)
     if row is None:
         raise NotFound("item not found")
     return row
