@@ -20,6 +20,7 @@ from core.items import csvfile, repository
 from core.items.feed import read_ahead
 from core.items.report import ImportReport
 from core.items.repository import COPY_MIN_ROWS
+from core.items.uploads import ON_LOOP_MAX_BYTES
 from core.jobs.context import JobContext, JobError, Output, RunAgain
 from core.jobs.kinds import JobKind
 
@@ -96,18 +97,12 @@ async def _write(session: AsyncSession, ctx: JobContext, *, bounded: bool) -> Im
     return report
 
 
-# A file this small (one chunk at most) is parsed on the event loop: a
-# thread's round trip would cost more than the parsing, and the loop runs
-# other jobs meanwhile only for the milliseconds it takes.
-INLINE_PARSE_BYTES = 64 * 1024
-
-
 async def _batches(
     ctx: JobContext, parse: Callable[[Iterator[bytes]], Iterator[csvfile.Batch]]
 ) -> AsyncGenerator[csvfile.Batch, None]:
     """The file's batches: parsed in a thread while the previous one is
     written, or, for a small file, here."""
-    if ctx.job.input_bytes > INLINE_PARSE_BYTES:
+    if ctx.job.input_bytes > ON_LOOP_MAX_BYTES:
         async with aclosing(read_ahead(ctx.input_chunks(), parse)) as ahead:
             async for batch in ahead:
                 yield batch

@@ -128,12 +128,6 @@ HeaderLimits = uploads.HeaderLimits
 FileLimits = job_service.FileLimits
 
 
-# A file this small is checked on the event loop: a thread's round trip
-# would cost more than the check (tens of microseconds), which a large file
-# makes long enough to hold up the process's other requests.
-INLINE_INSPECT_BYTES = 64 * 1024
-
-
 async def start_import(
     session: AsyncSession,
     producer: Producer,
@@ -156,7 +150,7 @@ async def start_import(
     _check_media_type(content_type)
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"file is larger than the limit of {max_bytes} bytes")
-    if len(data) > INLINE_INSPECT_BYTES:
+    if len(data) > uploads.ON_LOOP_MAX_BYTES:
         await anyio.to_thread.run_sync(uploads.inspect_upload, data, header)
     else:
         uploads.inspect_upload(data, header)

@@ -19,6 +19,11 @@ from core.items.csvfile import UploadProblem, parse_header
 
 # Bytes decoded at a time: the text of one chunk is all the check holds.
 _CHUNK = 256 * 1024
+# A file this small is checked (by the API) and parsed (by the worker) on
+# the event loop: a thread's round trip would cost more than the work, and
+# the loop serves its other requests or jobs meanwhile only for the
+# milliseconds it takes. A larger one goes to a thread.
+ON_LOOP_MAX_BYTES = 64 * 1024
 # The one error the csv module raises for a record the data stops inside.
 _CUT_SHORT = "unexpected end of data"
 
