@@ -26,6 +26,7 @@ from api.proxy import ForwardedClient
 from api.ratelimit import RateLimit, RateLimiter
 from api.redis_pipeline import PipelinedConnection
 from api.request_context import RequestContext
+from api.schemas.jobs import job_path
 from api.upload_gate import UploadGate, UploadSlots
 from core import tracing
 from core.db import create_engine, create_read_sessionmaker, create_sessionmaker
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs.router,
     ):
         app.include_router(router)
+    app.state.job_path = job_path(app)
 
     _add_middleware(app, settings)
     # With tracing on (set up after gunicorn's fork, api/gunicorn.conf.py):

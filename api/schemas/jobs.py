@@ -4,10 +4,9 @@ a job (the items import and export too)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import URLPath
 
@@ -54,9 +53,8 @@ def accepted(job: Job, request: Request, response: Response) -> JobRead:
     """The 202 body for a job just queued, with its ``Location`` (the job's URL)."""
     # request.url_for(GET_JOB_ROUTE, ...) would ask every route of the app
     # for the name, each refusing with an exception (4 % of the api's CPU
-    # during a burst of submits). The path is looked up once per router.
-    router = request.scope.get("router") or request.app
-    path = URLPath(_job_path(router).replace(_PLACEHOLDER, str(job.id)))
+    # during a burst of submits): create_app looks the path up once.
+    path = URLPath(request.app.state.job_path.replace(_PLACEHOLDER, str(job.id)))
     response.headers["Location"] = str(path.make_absolute_url(base_url=request.base_url))
     return JobRead.model_validate(job)
 
@@ -64,19 +62,7 @@ def accepted(job: Job, request: Request, response: Response) -> JobRead:
 _PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 
 
-# By the router's id, with the router (so that the id is not reused while
-# cached): one app has one, a test suite a few.
-_PATHS: dict[int, tuple[Any, str]] = {}
-
-
-def _job_path(router: Any) -> str:
-    """The path of GET_JOB_ROUTE with the id ``_PLACEHOLDER``."""
-    cached = _PATHS.get(id(router))
-    if cached is None or cached[0] is not router:
-        if len(_PATHS) >= 16:
-            _PATHS.clear()
-        cached = _PATHS[id(router)] = (
-            router,
-            str(router.url_path_for(GET_JOB_ROUTE, job_id=_PLACEHOLDER)),
-        )
-    return cached[1]
+def job_path(app: FastAPI) -> str:
+    """The path of GET_JOB_ROUTE in ``app``, with a placeholder for the id
+    that :func:`accepted` replaces (``app.state.job_path``)."""
+    return str(app.url_path_for(GET_JOB_ROUTE, job_id=_PLACEHOLDER))
